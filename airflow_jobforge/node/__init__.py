@@ -1,0 +1,1 @@
+"""What runs on the compute node: batch runner and results writer. Imports no Airflow."""

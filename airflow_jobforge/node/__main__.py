@@ -1,0 +1,30 @@
+"""`python -m airflow_jobforge.node run-batch BATCH.json --output DIR`"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from airflow_jobforge.node.runner import run_batch
+from airflow_jobforge.node.spec import BatchSpec
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m airflow_jobforge.node")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run-batch", help="run one batch's jobs on this node")
+    run.add_argument("batch_file", help="batch JSON written by the submitter")
+    run.add_argument("--output", required=True, help="output directory of the run")
+    run.add_argument("--num-processes", type=int, default=None,
+                     help="jobs at once (default: batch's, SLURM_CPUS_ON_NODE, CPU count)")
+    args = parser.parse_args(argv)
+    try:
+        spec = BatchSpec.load(args.batch_file)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        print(f"{args.batch_file}: cannot read batch file: {exc}", file=sys.stderr)
+        return 2
+    return run_batch(spec, args.output, args.num_processes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""Runs one batch's jobs on a compute node, `num_processes` at a time.
+
+Event-driven, no polling sleep: SIGCHLD, SIGTERM and SIGINT all write to one wake-up pipe
+(`signal.set_wakeup_fd`), and the loop blocks on it. A child that exits before we block has
+already written its byte, so no exit is missed.
+
+On SIGTERM/SIGINT (scancel, walltime, an Airflow kill) the runner terminates its children's
+process groups, records running jobs as `missing` and never-started ones as `canceled`, runs
+the node teardown, and exits 128+signal: every job of the batch ends with exactly one record.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.results import ResultRecord, ResultsWriter, collect_results, results_file
+
+JOB_OUTPUT_DIR = "job-output"
+KILL_GRACE_S = 5.0
+TEARDOWN_TIMEOUT_S = 60.0
+
+EXIT_OK = 0
+EXIT_JOBS_FAILED = 1
+
+
+def default_num_processes() -> int:
+    slurm_cpus = os.environ.get("SLURM_CPUS_ON_NODE", "")
+    if slurm_cpus.isdigit() and int(slurm_cpus) > 0:
+        return int(slurm_cpus)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def job_output_paths(output_dir: Path, name: str) -> tuple[Path, Path]:
+    base = output_dir / JOB_OUTPUT_DIR
+    return base / f"{name}.out", base / f"{name}.err"
+
+
+@dataclass
+class _Running:
+    job: JobSpec
+    proc: subprocess.Popen[bytes]
+    start: float
+
+
+class _Wakeup:
+    """Signals -> bytes on a pipe; the runner blocks on the pipe only."""
+
+    HANDLED = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.terminated_by: int | None = None
+        self._old_fd = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+        self._old_handlers = {s: signal.signal(s, self._handle) for s in self.HANDLED}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if signum != signal.SIGCHLD and self.terminated_by is None:
+            self.terminated_by = signum
+
+    def wait(self, timeout: float | None = None) -> None:
+        select.select([self.read_fd], [], [], timeout)
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        for s, handler in self._old_handlers.items():
+            signal.signal(s, handler)
+        signal.set_wakeup_fd(self._old_fd)
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        spec: BatchSpec,
+        output_dir: str | os.PathLike[str],
+        num_processes: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec = spec
+        self.output_dir = Path(output_dir).resolve()
+        self.num_processes = num_processes or spec.num_processes or default_num_processes()
+        self.clock = clock
+        self.hpc_job_id = os.environ.get("SLURM_JOB_ID")
+        self.writer = ResultsWriter(results_file(self.output_dir, spec.batch))
+        self.recorded: set[str] = set()
+        self.any_failed = False
+
+    # --- records ---------------------------------------------------------------------------
+    def _record(
+        self,
+        job: JobSpec,
+        status: str,
+        return_code: int | None,
+        start: float | None,
+        reason: str | None = None,
+    ) -> None:
+        end = self.clock()
+        self.writer.append(
+            ResultRecord(
+                name=job.name,
+                status=status,  # type: ignore[arg-type]
+                return_code=return_code,
+                exec_time_s=round(end - start, 6) if start is not None else 0.0,
+                start=start,
+                end=end,
+                batch=self.spec.batch,
+                hpc_job_id=self.hpc_job_id,
+                reason=reason,
+            )
+        )
+        self.recorded.add(job.name)
+        if not (status == "finished" and return_code == 0):
+            self.any_failed = True
+
+    # --- processes -------------------------------------------------------------------------
+    def _env(self, name: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.spec.env)
+        env["JOBFORGE_JOB_NAME"] = name
+        env["JOBFORGE_OUTPUT_DIR"] = str(self.output_dir)
+        env["JOBFORGE_BATCH"] = self.spec.batch
+        return env
+
+    def _spawn(self, name: str, command: str) -> subprocess.Popen[bytes]:
+        out_path, err_path = job_output_paths(self.output_dir, name)
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            # Own session: on termination we signal the job's whole process tree.
+            return subprocess.Popen(
+                ["bash", "-c", command],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=self._env(name),
+                start_new_session=True,
+            )
+
+    @staticmethod
+    def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
+        try:
+            os.killpg(proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _stop_all(self, procs: list[subprocess.Popen[bytes]], wake: _Wakeup) -> None:
+        """SIGTERM every process group, SIGKILL what is left after the grace period."""
+        for proc in procs:
+            self._signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_GRACE_S
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            wake.wait(max(0.0, deadline - time.monotonic()))
+        for proc in procs:
+            if proc.poll() is None:
+                self._signal_group(proc, signal.SIGKILL)
+                proc.wait()
+
+    def _run_node_command(
+        self, label: str, command: str, wake: _Wakeup, timeout: float | None = None
+    ) -> int | None:
+        """Run node setup/teardown to completion; None if it was stopped by a signal/timeout."""
+        proc = self._spawn(f"_{label}_{self.spec.batch}", command)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while proc.poll() is None:
+            expired = deadline is not None and time.monotonic() >= deadline
+            if wake.terminated_by is not None and label != "node_teardown" or expired:
+                self._stop_all([proc], wake)
+                return None
+            wake.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return proc.returncode
+
+    # --- main loop -------------------------------------------------------------------------
+    def run(self) -> int:
+        (self.output_dir / JOB_OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
+        wake = _Wakeup()
+        try:
+            code = self._run(wake)
+        finally:
+            teardown = self.spec.node_teardown_command
+            if teardown:
+                self._run_node_command("node_teardown", teardown, wake, TEARDOWN_TIMEOUT_S)
+            wake.close()
+            self.writer.close()
+        return code
+
+    def _run(self, wake: _Wakeup) -> int:
+        jobs = {job.name: job for job in self.spec.jobs}
+        setup = self.spec.node_setup_command
+        if setup:
+            rc = self._run_node_command("node_setup", setup, wake)
+            if rc != 0:
+                reason = (
+                    f"node setup command failed with exit code {rc}"
+                    if rc is not None
+                    else "batch terminated during node setup"
+                )
+                for job in self.spec.jobs:
+                    self._record(job, "canceled", None, None, reason)
+                return self._exit_code(wake)
+
+        waiting_on: dict[str, int] = {}
+        dependants: dict[str, list[str]] = {}
+        for job in self.spec.jobs:
+            inside = [b for b in dict.fromkeys(job.blocked_by) if b in jobs and b != job.name]
+            waiting_on[job.name] = len(inside)
+            for b in inside:
+                dependants.setdefault(b, []).append(job.name)
+        failed_outside = self._failed_external_blockers()
+
+        ready: deque[str] = deque()
+        for job in self.spec.jobs:
+            bad = [b for b in job.external_blockers if b in failed_outside]
+            if bad and job.cancel_on_blocking_job_failure:
+                self._cancel(job.name, f"blocking job {bad[0]!r} did not succeed",
+                             jobs, dependants, waiting_on, ready)
+            elif waiting_on[job.name] == 0 and job.name not in self.recorded:
+                ready.append(job.name)
+
+        running: dict[int, _Running] = {}
+        while ready or running:
+            if wake.terminated_by is not None:
+                break
+            while ready and len(running) < self.num_processes:
+                job = jobs[ready.popleft()]
+                proc = self._spawn(job.name, job.command)
+                running[proc.pid] = _Running(job, proc, self.clock())
+            wake.wait()
+            if wake.terminated_by is not None:
+                break
+            for pid in [pid for pid, r in running.items() if r.proc.poll() is not None]:
+                done = running.pop(pid)
+                self._finish(done, jobs, dependants, waiting_on, ready)
+
+        if wake.terminated_by is not None:
+            self._terminate(running, wake)
+        return self._exit_code(wake)
+
+    def _finish(
+        self,
+        done: _Running,
+        jobs: dict[str, JobSpec],
+        dependants: dict[str, list[str]],
+        waiting_on: dict[str, int],
+        ready: deque[str],
+    ) -> None:
+        rc = done.proc.returncode
+        if rc < 0:
+            self._record(done.job, "finished", 128 - rc, done.start, f"killed by signal {-rc}")
+        else:
+            self._record(done.job, "finished", rc, done.start)
+        self._release(done.job.name, rc == 0, jobs, dependants, waiting_on, ready)
+
+    def _release(
+        self,
+        name: str,
+        succeeded: bool,
+        jobs: dict[str, JobSpec],
+        dependants: dict[str, list[str]],
+        waiting_on: dict[str, int],
+        ready: deque[str],
+    ) -> None:
+        for d in dependants.get(name, ()):
+            if d in self.recorded:
+                continue
+            if not succeeded and jobs[d].cancel_on_blocking_job_failure:
+                self._cancel(d, f"blocking job {name!r} did not succeed",
+                             jobs, dependants, waiting_on, ready)
+                continue
+            waiting_on[d] -= 1
+            if waiting_on[d] == 0:
+                ready.append(d)
+
+    def _cancel(
+        self,
+        name: str,
+        reason: str,
+        jobs: dict[str, JobSpec],
+        dependants: dict[str, list[str]],
+        waiting_on: dict[str, int],
+        ready: deque[str],
+    ) -> None:
+        self._record(jobs[name], "canceled", None, None, reason)
+        self._release(name, False, jobs, dependants, waiting_on, ready)
+
+    def _terminate(self, running: dict[int, _Running], wake: _Wakeup) -> None:
+        signum = wake.terminated_by or signal.SIGTERM
+        self._stop_all([r.proc for r in running.values()], wake)
+        reason = f"batch terminated by {signal.Signals(signum).name}"
+        for r in running.values():
+            self._record(r.job, "missing", None, r.start, reason)
+        for job in self.spec.jobs:
+            if job.name not in self.recorded:
+                self._record(job, "canceled", None, None, reason)
+
+    def _failed_external_blockers(self) -> set[str]:
+        """Blockers in earlier batches that did not succeed, read from their result records."""
+        wanted = {b for job in self.spec.jobs for b in job.external_blockers}
+        if not wanted:
+            return set()
+        records = collect_results(self.output_dir)
+        return {b for b in wanted if b not in records or not records[b].succeeded}
+
+    def _exit_code(self, wake: _Wakeup) -> int:
+        if wake.terminated_by is not None:
+            return 128 + wake.terminated_by
+        return EXIT_JOBS_FAILED if self.any_failed else EXIT_OK
+
+
+def run_batch(
+    spec: BatchSpec, output_dir: str | os.PathLike[str], num_processes: int | None = None
+) -> int:
+    """Run a batch; returns 0 (all succeeded), 1 (some did not) or 128+signal (terminated)."""
+    return BatchRunner(spec, output_dir, num_processes).run()

@@ -1,0 +1,57 @@
+"""The batch file handed to the node runner: just what a node needs, as plain JSON.
+
+Plain dataclasses, not the config models: the runner starts on every batch's node and must
+start fast and read only its own batch, never the whole (maybe 100 MB) configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    command: str
+    blocked_by: tuple[str, ...] = ()
+    external_blockers: tuple[str, ...] = ()
+    cancel_on_blocking_job_failure: bool = False
+    extension: str = "generic_command"
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    batch: str
+    jobs: tuple[JobSpec, ...]
+    num_processes: int | None = None
+    node_setup_command: str | None = None
+    node_teardown_command: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchSpec:
+        jobs = tuple(
+            JobSpec(
+                **{
+                    **job,
+                    "blocked_by": tuple(job.get("blocked_by", ())),
+                    "external_blockers": tuple(job.get("external_blockers", ())),
+                }
+            )
+            for job in data["jobs"]
+        )
+        return cls(**{**data, "jobs": jobs})
+
+    def dump(self, path: str | os.PathLike[str]) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> BatchSpec:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,0 +1,130 @@
+"""Jobs -> batches: which jobs share one node allocation, and which batch waits for which.
+
+Pure and deterministic: the DAG factory calls it at parse time, so it must be cheap
+(100,000 jobs well under a second) and give the same plan for the same config every time.
+
+Cross-batch dependencies become batch -> batch edges. To keep those edges acyclic, a batch
+is *sealed* (no job may join it any more) as soon as a job in another open batch depends on
+it; edges then only point from a batch to batches sealed before it, an order with no cycles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from airflow_jobforge.config.models import Job, JobConfiguration, SubmissionGroup
+from airflow_jobforge.errors import JobForgeError
+from airflow_jobforge.graph import topological_order
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Jobs that run in one SLURM allocation, `num_processes` at a time."""
+
+    name: str
+    group: str
+    jobs: tuple[str, ...]
+    depends_on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    batches: tuple[Batch, ...]
+    batch_of: dict[str, str]
+
+    def batch(self, name: str) -> Batch:
+        for batch in self.batches:
+            if batch.name == name:
+                return batch
+        raise KeyError(name)
+
+
+@dataclass
+class _Open:
+    serial: int
+    group: SubmissionGroup
+    index: int
+    jobs: list[str] = field(default_factory=list)
+    minutes: float = 0.0
+    depends_on: set[int] = field(default_factory=set)
+
+    def is_full_for(self, job: Job) -> bool:
+        batching = self.group.batching
+        if not self.jobs:
+            return False
+        if batching.time_based_batching:
+            assert batching.num_processes is not None and job.estimated_run_minutes is not None
+            capacity = self.group.slurm.walltime_delta.total_seconds() / 60 * (
+                batching.num_processes
+            )
+            return self.minutes + job.estimated_run_minutes > capacity
+        return len(self.jobs) >= batching.per_node_batch_size
+
+
+def batch_name(group: str, index: int) -> str:
+    return f"{group}-{index:04d}"
+
+
+def plan_batches(config: JobConfiguration, only: Collection[str] | None = None) -> BatchPlan:
+    """Plan batches for the config's jobs (or the subset `only`, which keeps config order).
+
+    Blockers outside `only` are treated as already done.
+    """
+    jobs = config.jobs if only is None else [j for j in config.jobs if j.name in set(only)]
+    by_name = {job.name: job for job in jobs}
+    groups = config.groups_by_name()
+    order = topological_order(list(by_name), {j.name: j.blocked_by for j in jobs})
+    if len(order) != len(by_name):
+        raise JobForgeError("the jobs' dependencies contain a cycle; run 'jobforge config validate'")
+
+    open_by_group: dict[str, _Open] = {}
+    all_batches: list[_Open] = []
+    sealed: set[int] = set()
+    batch_serial_of: dict[str, int] = {}
+    next_index: dict[str, int] = {}
+
+    def new_batch(group: SubmissionGroup) -> _Open:
+        index = next_index.get(group.name, 0)
+        next_index[group.name] = index + 1
+        batch = _Open(serial=len(all_batches), group=group, index=index)
+        all_batches.append(batch)
+        open_by_group[group.name] = batch
+        return batch
+
+    def seal(batch: _Open) -> None:
+        sealed.add(batch.serial)
+        if open_by_group.get(batch.group.name) is batch:
+            del open_by_group[batch.group.name]
+
+    for name in order:
+        job = by_name[name]
+        group = groups[job.submission_group or ""]
+        current = open_by_group.get(group.name) or new_batch(group)
+        if current.is_full_for(job):
+            seal(current)
+            current = new_batch(group)
+        blocker_batches = {batch_serial_of[b] for b in job.blocked_by if b in batch_serial_of}
+        if current.serial in blocker_batches and not group.batching.try_add_blocked_jobs:
+            seal(current)
+            current = new_batch(group)
+        for serial in blocker_batches:
+            if serial != current.serial and serial not in sealed:
+                seal(all_batches[serial])
+        current.jobs.append(name)
+        current.minutes += job.estimated_run_minutes or 0.0
+        current.depends_on.update(blocker_batches - {current.serial})
+        batch_serial_of[name] = current.serial
+
+    names = [batch_name(b.group.name, b.index) for b in all_batches]
+    batches = tuple(
+        Batch(
+            name=names[b.serial],
+            group=b.group.name,
+            jobs=tuple(b.jobs),
+            depends_on=tuple(sorted(names[s] for s in b.depends_on)),
+        )
+        for b in all_batches
+    )
+    batch_of = {job: names[serial] for job, serial in batch_serial_of.items()}
+    return BatchPlan(batches=batches, batch_of=batch_of)
