@@ -55,8 +55,8 @@ class _Open:
             return False
         if batching.time_based_batching:
             assert batching.num_processes is not None and job.estimated_run_minutes is not None
-            capacity = self.group.slurm.walltime_delta.total_seconds() / 60 * (
-                batching.num_processes
+            capacity = (
+                self.group.slurm.walltime_delta.total_seconds() / 60 * (batching.num_processes)
             )
             return self.minutes + job.estimated_run_minutes > capacity
         return len(self.jobs) >= batching.per_node_batch_size
@@ -76,7 +76,9 @@ def plan_batches(config: JobConfiguration, only: Collection[str] | None = None) 
     groups = config.groups_by_name()
     order = topological_order(list(by_name), {j.name: j.blocked_by for j in jobs})
     if len(order) != len(by_name):
-        raise JobForgeError("the jobs' dependencies contain a cycle; run 'jobforge config validate'")
+        raise JobForgeError(
+            "the jobs' dependencies contain a cycle; see 'jobforge config validate'"
+        )
 
     open_by_group: dict[str, _Open] = {}
     all_batches: list[_Open] = []

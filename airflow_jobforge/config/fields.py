@@ -34,8 +34,18 @@ _WALLTIME = re.compile(
 # Options our renderer owns: letting a config set them would break adoption or result paths.
 RESERVED_SBATCH_OPTIONS = frozenset(
     {
-        "--output", "--error", "--job-name", "--comment", "--parsable", "--wrap",
-        "--chdir", "--export", "--array", "--dependency", "--wait", "--test-only",
+        "--output",
+        "--error",
+        "--job-name",
+        "--comment",
+        "--parsable",
+        "--wrap",
+        "--chdir",
+        "--export",
+        "--array",
+        "--dependency",
+        "--wait",
+        "--test-only",
     }
 )
 

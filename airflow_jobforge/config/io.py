@@ -44,8 +44,9 @@ def read_data(path: str | os.PathLike[str]) -> Any:
     except tomllib.TOMLDecodeError as exc:
         raise JobForgeError(f"invalid TOML: {exc}", file=str(path)) from None
     except UnicodeDecodeError as exc:
-        raise JobForgeError(f"not UTF-8 text: {exc.reason} at byte {exc.start}",
-                            file=str(path)) from None
+        raise JobForgeError(
+            f"not UTF-8 text: {exc.reason} at byte {exc.start}", file=str(path)
+        ) from None
 
 
 def load_config(path: str | os.PathLike[str]) -> JobConfiguration:

@@ -19,8 +19,12 @@ def parse_configuration(data: Any, *, file: str | None = None) -> JobConfigurati
         raise ConfigError([Problem("", "the top level must be an object/table")], file=file)
     if "configuration_class" in data or "configuration_module" in data:
         raise ConfigError(
-            [Problem("", "this is a JADE configuration; convert it with "
-                         "'jobforge config import-jade'")],
+            [
+                Problem(
+                    "",
+                    "this is a JADE configuration; convert it with 'jobforge config import-jade'",
+                )
+            ],
             file=file,
         )
     problems: list[Problem] = []
@@ -117,8 +121,10 @@ def check_relations(
     blockers = {job.name: [b for b in job.blocked_by if b != job.name] for job in config.jobs}
     for cycle in find_cycles(order, blockers):
         problems.append(
-            Problem(f"job {cycle[0]!r}", "dependency cycle: " + " -> ".join(cycle)
-                    + " (each is blocked by the next)")
+            Problem(
+                f"job {cycle[0]!r}",
+                "dependency cycle: " + " -> ".join(cycle) + " (each is blocked by the next)",
+            )
         )
     return problems
 

@@ -15,8 +15,12 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run-batch", help="run one batch's jobs on this node")
     run.add_argument("batch_file", help="batch JSON written by the submitter")
     run.add_argument("--output", required=True, help="output directory of the run")
-    run.add_argument("--num-processes", type=int, default=None,
-                     help="jobs at once (default: batch's, SLURM_CPUS_ON_NODE, CPU count)")
+    run.add_argument(
+        "--num-processes",
+        type=int,
+        default=None,
+        help="jobs at once (default: batch's, SLURM_CPUS_ON_NODE, CPU count)",
+    )
     args = parser.parse_args(argv)
     try:
         spec = BatchSpec.load(args.batch_file)

@@ -47,6 +47,15 @@ def job_output_paths(output_dir: Path, name: str) -> tuple[Path, Path]:
     return base / f"{name}.out", base / f"{name}.err"
 
 
+def job_argv(job: JobSpec) -> list[str]:
+    """bash for generic commands; other extensions say how their jobs start."""
+    if job.extension == "generic_command":
+        return ["bash", "-c", job.command]
+    from airflow_jobforge.extensions.registry import Registry
+
+    return list(Registry().get_extension_class(job.extension, "execution").argv(job))
+
+
 @dataclass
 class _Running:
     job: JobSpec
@@ -138,12 +147,12 @@ class BatchRunner:
         env["JOBFORGE_BATCH"] = self.spec.batch
         return env
 
-    def _spawn(self, name: str, command: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         out_path, err_path = job_output_paths(self.output_dir, name)
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             # Own session: on termination we signal the job's whole process tree.
             return subprocess.Popen(
-                ["bash", "-c", command],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -174,7 +183,7 @@ class BatchRunner:
         self, label: str, command: str, wake: _Wakeup, timeout: float | None = None
     ) -> int | None:
         """Run node setup/teardown to completion; None if it was stopped by a signal/timeout."""
-        proc = self._spawn(f"_{label}_{self.spec.batch}", command)
+        proc = self._spawn(f"_{label}_{self.spec.batch}", ["bash", "-c", command])
         deadline = None if timeout is None else time.monotonic() + timeout
         while proc.poll() is None:
             expired = deadline is not None and time.monotonic() >= deadline
@@ -226,8 +235,14 @@ class BatchRunner:
         for job in self.spec.jobs:
             bad = [b for b in job.external_blockers if b in failed_outside]
             if bad and job.cancel_on_blocking_job_failure:
-                self._cancel(job.name, f"blocking job {bad[0]!r} did not succeed",
-                             jobs, dependants, waiting_on, ready)
+                self._cancel(
+                    job.name,
+                    f"blocking job {bad[0]!r} did not succeed",
+                    jobs,
+                    dependants,
+                    waiting_on,
+                    ready,
+                )
             elif waiting_on[job.name] == 0 and job.name not in self.recorded:
                 ready.append(job.name)
 
@@ -237,7 +252,7 @@ class BatchRunner:
                 break
             while ready and len(running) < self.num_processes:
                 job = jobs[ready.popleft()]
-                proc = self._spawn(job.name, job.command)
+                proc = self._spawn(job.name, job_argv(job))
                 running[proc.pid] = _Running(job, proc, self.clock())
             wake.wait()
             if wake.terminated_by is not None:
@@ -278,8 +293,9 @@ class BatchRunner:
             if d in self.recorded:
                 continue
             if not succeeded and jobs[d].cancel_on_blocking_job_failure:
-                self._cancel(d, f"blocking job {name!r} did not succeed",
-                             jobs, dependants, waiting_on, ready)
+                self._cancel(
+                    d, f"blocking job {name!r} did not succeed", jobs, dependants, waiting_on, ready
+                )
                 continue
             waiting_on[d] -= 1
             if waiting_on[d] == 0:

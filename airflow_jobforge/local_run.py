@@ -1,0 +1,90 @@
+"""Run a whole configuration on this machine, batch by batch, through the node runner.
+
+The same path a SLURM batch takes (batch file -> `python -m airflow_jobforge.node`), minus
+SLURM: what `make demo` shows before the Airflow DAG exists, and what the `local` backend's
+batch task does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from airflow_jobforge.config.models import JobConfiguration
+from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.planning import Batch, BatchPlan, plan_batches
+from airflow_jobforge.results import Summary, collect_results, summarize
+
+BATCHES_DIR = "batches"
+
+
+def batch_spec(config: JobConfiguration, plan: BatchPlan, batch: Batch) -> BatchSpec:
+    """What the node needs for one batch: blockers inside it, and blockers run before it."""
+    by_name = config.jobs_by_name()
+    members = set(batch.jobs)
+    jobs = []
+    for name in batch.jobs:
+        job = by_name[name]
+        jobs.append(
+            JobSpec(
+                name=name,
+                command=job.command,
+                blocked_by=tuple(b for b in job.blocked_by if b in members),
+                external_blockers=tuple(
+                    b for b in job.blocked_by if b not in members and b in plan.batch_of
+                ),
+                cancel_on_blocking_job_failure=job.cancel_on_blocking_job_failure,
+                extension=job.extension,
+            )
+        )
+    group = config.group(batch.group)
+    return BatchSpec(
+        batch=batch.name,
+        jobs=tuple(jobs),
+        num_processes=group.batching.num_processes,
+        node_setup_command=config.node_setup_command,
+        node_teardown_command=config.node_teardown_command,
+    )
+
+
+def write_batch_file(spec: BatchSpec, output_dir: str | os.PathLike[str]) -> Path:
+    path = Path(output_dir) / BATCHES_DIR / f"{spec.batch}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spec.dump(path)
+    return path
+
+
+def run_locally(
+    config: JobConfiguration,
+    output_dir: str | os.PathLike[str],
+    progress: Callable[[str], None] = print,
+) -> Summary:
+    """Setup command, every batch in plan order (a valid topological order), teardown."""
+    output_dir = Path(output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plan = plan_batches(config)
+    if config.setup_command:
+        subprocess.run(["bash", "-c", config.setup_command], check=True)
+    try:
+        for batch in plan.batches:
+            path = write_batch_file(batch_spec(config, plan, batch), output_dir)
+            rc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "airflow_jobforge.node",
+                    "run-batch",
+                    str(path),
+                    "--output",
+                    str(output_dir),
+                ],
+                check=False,
+            ).returncode
+            progress(f"batch {batch.name}: {len(batch.jobs)} jobs, runner exit code {rc}")
+    finally:
+        if config.teardown_command:
+            subprocess.run(["bash", "-c", config.teardown_command], check=False)
+    return summarize(collect_results(output_dir).values(), [j.name for j in config.jobs])
