@@ -1,0 +1,11 @@
+"""A user extension for the registry tests: runs each command twice."""
+
+from __future__ import annotations
+
+from airflow_jobforge.node.spec import JobSpec
+
+
+class EchoTwiceExecution:
+    @staticmethod
+    def argv(job: JobSpec) -> list[str]:
+        return ["bash", "-c", f"{job.command}; {job.command}"]

@@ -1,0 +1,251 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow_jobforge.node import runner as runner_module
+from airflow_jobforge.node.runner import run_batch
+from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.results import (
+    ResultRecord,
+    ResultsWriter,
+    collect_results,
+    read_records,
+    results_file,
+)
+
+
+def records(out: Path, batch: str = "b") -> list[ResultRecord]:
+    return list(read_records(results_file(out, batch)))
+
+
+def by_name(out: Path) -> dict[str, ResultRecord]:
+    return {r.name: r for r in records(out)}
+
+
+def test_runs_every_job_with_bash_and_writes_stdout_stderr_and_env(tmp_path):
+    spec = BatchSpec(
+        batch="b",
+        jobs=(
+            JobSpec(
+                "hello",
+                'echo "$JOBFORGE_JOB_NAME $JOBFORGE_BATCH $JOBFORGE_OUTPUT_DIR"; echo oops >&2',
+            ),
+            JobSpec("fails", "exit 7"),
+        ),
+    )
+    assert run_batch(spec, tmp_path, num_processes=2) == 1
+    got = by_name(tmp_path)
+    assert got["hello"].status == "finished" and got["hello"].return_code == 0
+    assert got["fails"].return_code == 7 and not got["fails"].succeeded
+    out = (tmp_path / "job-output" / "hello.out").read_text()
+    assert out == f"hello b {tmp_path.resolve()}\n"
+    assert (tmp_path / "job-output" / "hello.err").read_text() == "oops\n"
+    assert got["hello"].batch == "b" and got["hello"].end >= got["hello"].start
+
+
+def test_all_successful_batch_exits_zero_and_records_slurm_job_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    spec = BatchSpec(batch="b", jobs=(JobSpec("a", "true"),))
+    assert run_batch(spec, tmp_path, 1) == 0
+    assert by_name(tmp_path)["a"].hpc_job_id == "4242"
+
+
+def test_never_more_than_num_processes_jobs_at_once(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    cmd = (
+        f'mkdir {work}/run.$JOBFORGE_JOB_NAME; ls {work} | grep -c "^run\\." > '
+        f"{work}/count.$JOBFORGE_JOB_NAME; sleep 0.15; rmdir {work}/run.$JOBFORGE_JOB_NAME"
+    )
+    spec = BatchSpec(batch="b", jobs=tuple(JobSpec(f"j{i}", cmd) for i in range(8)))
+    run_batch(spec, tmp_path / "out", num_processes=2)
+    counts = [int(p.read_text()) for p in work.glob("count.*")]
+    assert len(counts) == 8 and max(counts) == 2
+
+
+def test_num_processes_defaults_to_slurm_cpus_on_node(monkeypatch):
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "3")
+    assert runner_module.default_num_processes() == 3
+    monkeypatch.delenv("SLURM_CPUS_ON_NODE")
+    assert runner_module.default_num_processes() == len(os.sched_getaffinity(0))
+
+
+def test_blocked_job_starts_only_after_its_blocker_ended(tmp_path):
+    order = tmp_path / "order"
+    spec = BatchSpec(
+        batch="b",
+        jobs=(
+            JobSpec("second", f"echo second >> {order}", blocked_by=("first",)),
+            JobSpec("first", f"sleep 0.2; echo first >> {order}"),
+        ),
+    )
+    run_batch(spec, tmp_path / "out", num_processes=4)
+    assert order.read_text() == "first\nsecond\n"
+
+
+def test_failed_blocker_cancels_dependants_with_the_flag_and_cascades(tmp_path):
+    spec = BatchSpec(
+        batch="b",
+        jobs=(
+            JobSpec("a", "exit 1"),
+            JobSpec("cancel_me", "true", blocked_by=("a",), cancel_on_blocking_job_failure=True),
+            JobSpec(
+                "and_me", "true", blocked_by=("cancel_me",), cancel_on_blocking_job_failure=True
+            ),
+            JobSpec("runs_anyway", "true", blocked_by=("a",)),
+        ),
+    )
+    run_batch(spec, tmp_path, num_processes=2)
+    got = by_name(tmp_path)
+    assert got["cancel_me"].status == "canceled" and "'a'" in got["cancel_me"].reason
+    assert got["and_me"].status == "canceled"
+    assert got["runs_anyway"].status == "finished" and got["runs_anyway"].return_code == 0
+    assert not (tmp_path / "job-output" / "cancel_me.out").exists()
+
+
+def test_failed_blocker_in_an_earlier_batch_cancels_a_flagged_job(tmp_path):
+    writer = ResultsWriter(results_file(tmp_path, "earlier"))
+    writer.append(ResultRecord("x", "finished", 2, 0.1, 1.0, 1.1, "earlier"))
+    writer.append(ResultRecord("y", "finished", 0, 0.1, 1.0, 1.1, "earlier"))
+    writer.close()
+    spec = BatchSpec(
+        batch="b",
+        jobs=(
+            JobSpec(
+                "flagged", "true", external_blockers=("x",), cancel_on_blocking_job_failure=True
+            ),
+            JobSpec("unflagged", "true", external_blockers=("x",)),
+            JobSpec("fine", "true", external_blockers=("y",), cancel_on_blocking_job_failure=True),
+        ),
+    )
+    run_batch(spec, tmp_path, 2)
+    got = by_name(tmp_path)
+    assert got["flagged"].status == "canceled"
+    assert got["unflagged"].succeeded and got["fine"].succeeded
+
+
+def test_node_setup_runs_first_and_teardown_runs_last(tmp_path):
+    log = tmp_path / "log"
+    spec = BatchSpec(
+        batch="b",
+        jobs=(JobSpec("a", f"echo job >> {log}"),),
+        node_setup_command=f"echo setup >> {log}",
+        node_teardown_command=f"echo teardown >> {log}",
+    )
+    assert run_batch(spec, tmp_path / "out", 1) == 0
+    assert log.read_text() == "setup\njob\nteardown\n"
+
+
+def test_failed_node_setup_cancels_every_job_and_teardown_still_runs(tmp_path):
+    log = tmp_path / "log"
+    spec = BatchSpec(
+        batch="b",
+        jobs=(JobSpec("a", "true"), JobSpec("b2", "true")),
+        node_setup_command="exit 4",
+        node_teardown_command=f"echo teardown > {log}",
+    )
+    assert run_batch(spec, tmp_path / "out", 1) == 1
+    got = by_name(tmp_path / "out")
+    assert {r.status for r in got.values()} == {"canceled"}
+    assert "exit code 4" in got["a"].reason
+    assert log.read_text() == "teardown\n"
+
+
+def _wait_for(paths: list[Path], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(p.exists() and p.stat().st_size for p in paths):
+        assert time.monotonic() < deadline, "jobs did not start"
+        time.sleep(0.02)
+
+
+def test_sigterm_mid_batch_leaves_exactly_one_record_per_job_and_no_orphans(tmp_path):
+    pids = [tmp_path / f"pid{i}" for i in range(2)]
+    jobs = [JobSpec("quick1", "true"), JobSpec("quick2", "true")]
+    jobs += [JobSpec(f"long{i}", f"echo $$ > {pids[i]}; exec sleep 60") for i in range(2)]
+    jobs += [JobSpec(f"never{i}", "true") for i in range(3)]
+    batch_file = tmp_path / "batch.json"
+    BatchSpec(batch="b", jobs=tuple(jobs), num_processes=2).dump(batch_file)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airflow_jobforge.node",
+            "run-batch",
+            str(batch_file),
+            "--output",
+            str(out),
+        ]
+    )
+    _wait_for(pids)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    recs = records(out)
+    assert sorted(r.name for r in recs) == sorted(j.name for j in jobs), "one record per job"
+    got = {r.name: r for r in recs}
+    assert got["quick1"].succeeded and got["quick2"].succeeded
+    assert got["long0"].status == got["long1"].status == "missing"
+    assert "SIGTERM" in got["long0"].reason
+    assert {got[f"never{i}"].status for i in range(3)} == {"canceled"}
+    for pid_file in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid_file.read_text()), 0)
+
+
+def test_job_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner_module, "KILL_GRACE_S", 0.5)
+    pid_file = tmp_path / "pid"
+    spec = BatchSpec(
+        batch="b",
+        jobs=(
+            JobSpec(
+                "stubborn", f"trap '' TERM; echo $$ > {pid_file}; while true; do sleep 0.05; done"
+            ),
+        ),
+    )
+    threading.Thread(
+        target=lambda: (_wait_for([pid_file]), os.kill(os.getpid(), signal.SIGINT)), daemon=True
+    ).start()
+    started = time.monotonic()
+    assert run_batch(spec, tmp_path / "out", 1) == 128 + signal.SIGINT
+    assert time.monotonic() - started < 10
+    assert by_name(tmp_path / "out")["stubborn"].status == "missing"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+
+
+def test_a_torn_last_line_never_hides_earlier_records(tmp_path):
+    path = results_file(tmp_path, "b")
+    writer = ResultsWriter(path)
+    writer.append(ResultRecord("a", "finished", 0, 0.1, 1.0, 1.1, "b"))
+    writer.close()
+    with open(path, "a") as handle:
+        handle.write('{"name": "b", "status": "fini')
+    assert [r.name for r in read_records(path)] == ["a"]
+    assert list(collect_results(tmp_path)) == ["a"]
+
+
+def test_the_newest_record_of_a_rerun_job_wins(tmp_path):
+    for batch, rc, end in (("b1", 1, 1.0), ("b2", 0, 2.0)):
+        writer = ResultsWriter(results_file(tmp_path, batch))
+        writer.append(ResultRecord("a", "finished", rc, 0.1, end - 0.1, end, batch))
+        writer.close()
+    assert collect_results(tmp_path)["a"].return_code == 0
+
+
+def test_unreadable_batch_file_is_exit_2(tmp_path, capsys):
+    from airflow_jobforge.node.__main__ import main
+
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps({"nope": 1}))
+    assert main(["run-batch", str(bad), "--output", str(tmp_path)]) == 2
+    assert "cannot read batch file" in capsys.readouterr().err
