@@ -1,0 +1,1 @@
+"""SLURM: sbatch rendering, state table, client over local/SSH transports. Imports no Airflow."""

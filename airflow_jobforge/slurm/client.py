@@ -1,0 +1,370 @@
+"""SLURM client: submit (with adoption), status of many jobs in one call, cancel, log tails.
+
+Each operation is written once, as a generator of `Command`s that receives each command's
+result: pure, unit-testable with recorded outputs, and driven either by `SlurmClient`
+(sync transport) or `AsyncSlurmClient` (async transport). The drivers own retries:
+a command failing with a transient controller/SSH error is re-run with bounded backoff;
+a non-idempotent one (sbatch) restarts its whole operation instead, whose first step looks
+the job up by tag, so a lost sbatch answer never submits twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from airflow_jobforge.errors import SlurmError
+from airflow_jobforge.slurm.parse import (
+    ACCOUNTING_DISABLED,
+    SACCT_FIELDS,
+    SQUEUE_FORMAT,
+    parse_exit_files,
+    parse_sacct,
+    parse_sbatch,
+    parse_squeue,
+    unknown_status,
+)
+from airflow_jobforge.slurm.script import SubmitRequest, exit_file_path, job_name_for, render
+from airflow_jobforge.slurm.states import JobStatus, Outcome
+from airflow_jobforge.slurm.transport import (
+    AsyncTransport,
+    CommandResult,
+    Transport,
+    TransportError,
+)
+
+T = TypeVar("T")
+
+TRANSIENT_MARKERS = (
+    "socket timed out",
+    "unable to contact slurm controller",
+    "zero bytes were transmitted",
+    "connection refused",
+    "connection timed out",
+    "resource temporarily unavailable",
+    "transport endpoint is not connected",
+    "slurm backup controller in standby mode",
+    "try again",
+)
+SACCT_SINCE = "now-7days"
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: tuple[str, ...]
+    input: str | None = None
+    idempotent: bool = True
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    job_id: str
+    job_name: str
+    slurm_dir: str
+    adopted: bool = False
+
+    @property
+    def stdout_path(self) -> str:
+        return f"{self.slurm_dir}/{self.job_name}-{self.job_id}.out"
+
+    @property
+    def stderr_path(self) -> str:
+        return f"{self.slurm_dir}/{self.job_name}-{self.job_id}.err"
+
+    @property
+    def exit_file(self) -> str:
+        return exit_file_path(self.slurm_dir, self.job_name, self.job_id)
+
+
+@dataclass
+class Accounting:
+    """Whether sacct works; learnt from its first answer and remembered."""
+
+    enabled: bool | None = None
+
+    def note(self, result: CommandResult) -> bool:
+        if ACCOUNTING_DISABLED in result.stderr.lower():
+            self.enabled = False
+            return False
+        self.enabled = True
+        return True
+
+
+Steps = Generator[Command, CommandResult, T]
+
+
+def is_transient(result: CommandResult) -> bool:
+    text = result.stderr.lower()
+    return result.returncode != 0 and any(marker in text for marker in TRANSIENT_MARKERS)
+
+
+# --- operations ------------------------------------------------------------------------------
+def find_steps(tag: str, accounting: Accounting) -> Steps[str | None]:
+    """The id of our job submitted with `tag`, if any: squeue first, then sacct."""
+    name = job_name_for(tag)
+    result = yield Command(("squeue", "-h", "--me", "--states=all", f"--name={name}",
+                            f"--format={SQUEUE_FORMAT}"))
+    found = parse_squeue(result.check().stdout)
+    if not found and accounting.enabled is not False:
+        result = yield Command(("sacct", "-X", "-n", "-P", f"--name={name}",
+                                f"--format={SACCT_FIELDS}", f"--starttime={SACCT_SINCE}"))
+        if accounting.note(result):
+            found = parse_sacct(result.check().stdout)
+    return max(found, key=int) if found else None
+
+
+def submit_steps(request: SubmitRequest, accounting: Accounting, adopt: bool) -> Steps[SubmittedJob]:
+    rendered = render(request)
+    if adopt:
+        existing = yield from find_steps(request.tag, accounting)
+        if existing is not None:
+            return SubmittedJob(existing, rendered.job_name, rendered.slurm_dir, adopted=True)
+    # SLURM does not create the --output directory: without it the job fails to launch.
+    (yield Command(("mkdir", "-p", "--", rendered.slurm_dir))).check()
+    result = yield Command(tuple(rendered.argv), input=rendered.script, idempotent=False)
+    job_id = parse_sbatch(result.check().stdout)
+    return SubmittedJob(job_id, rendered.job_name, rendered.slurm_dir)
+
+
+def status_steps(
+    job_ids: Iterable[str], exit_files: Mapping[str, str], accounting: Accounting
+) -> Steps[dict[str, JobStatus]]:
+    """Status of many jobs: ONE squeue; exit-code files and ONE sacct only for the rest."""
+    ids = list(dict.fromkeys(str(i) for i in job_ids))
+    if not ids:
+        return {}
+    result = yield Command(("squeue", "-h", "--states=all", f"--jobs={','.join(ids)}",
+                            f"--format={SQUEUE_FORMAT}"))
+    wanted = set(ids)
+    if result.returncode != 0 and "invalid job id" in result.stderr.lower():
+        found: dict[str, JobStatus] = {}  # squeue fails only when a lone id is unknown
+    else:
+        found = parse_squeue(result.check().stdout)
+    statuses = {i: s for i, s in found.items() if i in wanted}
+
+    missing = [i for i in ids if i not in statuses]
+    files = {exit_files[i]: i for i in missing if i in exit_files}
+    if files:
+        result = yield Command(("grep", "-s", "-H", "", *files))
+        statuses.update(parse_exit_files(result.stdout, files))
+        missing = [i for i in ids if i not in statuses]
+
+    if missing and accounting.enabled is not False:
+        result = yield Command(("sacct", "-X", "-n", "-P", f"--jobs={','.join(missing)}",
+                                f"--format={SACCT_FIELDS}", f"--starttime={SACCT_SINCE}"))
+        if accounting.note(result):
+            for job_id, status in parse_sacct(result.check().stdout).items():
+                if job_id not in wanted:
+                    continue
+                if not status.terminal:
+                    status = unknown_status(
+                        job_id,
+                        f"sacct says {status.state} but the controller no longer knows the job "
+                        "(accounting lag?)",
+                    )
+                statuses[job_id] = status
+    for job_id in ids:
+        if job_id not in statuses:
+            statuses[job_id] = unknown_status(job_id, "no SLURM source knows this job")
+    return statuses
+
+
+def cancel_steps(job_ids: Iterable[str]) -> Steps[None]:
+    ids = list(dict.fromkeys(str(i) for i in job_ids))
+    if not ids:
+        return None
+    result = yield Command(("scancel", *ids))
+    benign = ("invalid job id", "already completing or completed", "job has already finished")
+    if result.returncode != 0 and not any(b in result.stderr.lower() for b in benign):
+        result.check()
+    return None
+
+
+def tail_steps(path: str, lines: int) -> Steps[str]:
+    result = yield Command(("tail", "-n", str(int(lines)), "--", path))
+    return result.stdout if result.returncode == 0 else ""
+
+
+# --- grace for jobs nobody knows ---------------------------------------------------------------
+@dataclass
+class StatusTracker:
+    """Turns UNKNOWN into FAILED once a job has been unknown for longer than `grace_s`.
+
+    Covers the gap between sbatch and the controller listing a job, and sacct lag; never
+    lets an unknown job count as success.
+    """
+
+    grace_s: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    _first_unknown: dict[str, float] = field(default_factory=dict)
+
+    def resolve(self, statuses: Mapping[str, JobStatus]) -> dict[str, JobStatus]:
+        now = self.clock()
+        out = {}
+        for job_id, status in statuses.items():
+            if status.outcome is not Outcome.UNKNOWN:
+                self._first_unknown.pop(job_id, None)
+                out[job_id] = status
+                continue
+            first = self._first_unknown.setdefault(job_id, now)
+            if now - first >= self.grace_s:
+                status = JobStatus(
+                    job_id=job_id,
+                    state=status.state,
+                    outcome=Outcome.FAILED,
+                    reason=f"SLURM job {job_id} unknown for {now - first:.0f}s: {status.reason}",
+                    source="tracker",
+                )
+            out[job_id] = status
+        return out
+
+
+# --- drivers -----------------------------------------------------------------------------------
+class _Restart(Exception):
+    """A non-idempotent command failed transiently: rerun the whole operation."""
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 5
+    backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_backoff_s, self.backoff_s * 2**attempt)
+
+
+class SlurmClient:
+    """Synchronous client over a `Transport` (operators, hooks, CLI)."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> None:
+        self.transport = transport
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.accounting = Accounting()
+
+    def _run(self, command: Command) -> CommandResult:
+        for attempt in range(self.retry.attempts):
+            last = attempt == self.retry.attempts - 1
+            try:
+                result = self.transport.run(command.argv, input=command.input)
+            except TransportError:
+                if not command.idempotent:
+                    raise _Restart from None
+                if last:
+                    raise
+                self.sleep(self.retry.delay(attempt))
+                continue
+            if not is_transient(result) or last:
+                return result
+            if not command.idempotent:
+                raise _Restart
+            self.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")
+
+    def _drive(self, make: Callable[[], Steps[T]]) -> T:
+        for attempt in range(self.retry.attempts):
+            steps = make()
+            try:
+                command = next(steps)
+                while True:
+                    command = steps.send(self._run(command))
+            except StopIteration as stop:
+                return stop.value
+            except _Restart:
+                if attempt == self.retry.attempts - 1:
+                    raise SlurmError("giving up after repeated transient SLURM errors") from None
+                self.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")
+
+    def submit(self, request: SubmitRequest, *, adopt: bool = True) -> SubmittedJob:
+        return self._drive(lambda: submit_steps(request, self.accounting, adopt))
+
+    def find(self, tag: str) -> str | None:
+        return self._drive(lambda: find_steps(tag, self.accounting))
+
+    def status(
+        self, job_ids: Iterable[str], exit_files: Mapping[str, str] | None = None
+    ) -> dict[str, JobStatus]:
+        ids = list(job_ids)
+        return self._drive(lambda: status_steps(ids, exit_files or {}, self.accounting))
+
+    def cancel(self, job_ids: Iterable[str]) -> None:
+        ids = list(job_ids)
+        self._drive(lambda: cancel_steps(ids))
+
+    def tail_logs(self, path: str, lines: int = 50) -> str:
+        return self._drive(lambda: tail_steps(path, lines))
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+class AsyncSlurmClient:
+    """The same operations over an `AsyncTransport` (triggers)."""
+
+    def __init__(self, transport: AsyncTransport, retry: RetryPolicy | None = None) -> None:
+        self.transport = transport
+        self.retry = retry or RetryPolicy()
+        self.accounting = Accounting()
+
+    async def _run(self, command: Command) -> CommandResult:
+        for attempt in range(self.retry.attempts):
+            last = attempt == self.retry.attempts - 1
+            try:
+                result = await self.transport.run(command.argv, input=command.input)
+            except TransportError:
+                if not command.idempotent:
+                    raise _Restart from None
+                if last:
+                    raise
+                await asyncio.sleep(self.retry.delay(attempt))
+                continue
+            if not is_transient(result) or last:
+                return result
+            if not command.idempotent:
+                raise _Restart
+            await asyncio.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")
+
+    async def _drive(self, make: Callable[[], Steps[T]]) -> T:
+        for attempt in range(self.retry.attempts):
+            steps = make()
+            try:
+                command = next(steps)
+                while True:
+                    command = steps.send(await self._run(command))
+            except StopIteration as stop:
+                return stop.value
+            except _Restart:
+                if attempt == self.retry.attempts - 1:
+                    raise SlurmError("giving up after repeated transient SLURM errors") from None
+                await asyncio.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")
+
+    async def submit(self, request: SubmitRequest, *, adopt: bool = True) -> SubmittedJob:
+        return await self._drive(lambda: submit_steps(request, self.accounting, adopt))
+
+    async def status(
+        self, job_ids: Iterable[str], exit_files: Mapping[str, str] | None = None
+    ) -> dict[str, JobStatus]:
+        ids = list(job_ids)
+        return await self._drive(lambda: status_steps(ids, exit_files or {}, self.accounting))
+
+    async def cancel(self, job_ids: Iterable[str]) -> None:
+        ids = list(job_ids)
+        await self._drive(lambda: cancel_steps(ids))
+
+    async def tail_logs(self, path: str, lines: int = 50) -> str:
+        return await self._drive(lambda: tail_steps(path, lines))
+
+    async def close(self) -> None:
+        await self.transport.close()

@@ -1,0 +1,164 @@
+"""SubmissionGroup SLURM params + a batch -> sbatch argv and script.
+
+sbatch options travel as argv (never through #SBATCH lines or a shell), every value
+re-validated here; the script body quotes every interpolated value. The batch file travels
+inside the script as a quoted heredoc, so a submission is one `sbatch` call with the script
+on stdin: nothing to copy to the cluster first, and a retried submission is the same script.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from airflow_jobforge.config.models import ContainerParams, SlurmParams
+from airflow_jobforge.errors import JobForgeError
+from airflow_jobforge.node.spec import BatchSpec
+
+_TAG = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+JOB_NAME_PREFIX = "jf-"
+COMMENT_PREFIX = "jobforge:"
+HEREDOC = "JOBFORGE_BATCH_EOF"
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    """One batch to submit. `tag` is unique per (DAG run, batch, attempt): the adoption key."""
+
+    tag: str
+    batch: BatchSpec
+    slurm: SlurmParams
+    output_dir: str
+    container: ContainerParams | None = None
+    python: str = "python3"
+    pythonpath: str | None = None
+    workdir: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderedJob:
+    argv: list[str]
+    script: str
+    job_name: str
+    slurm_dir: str
+
+    def stdout_path(self, job_id: str) -> str:
+        return f"{self.slurm_dir}/{self.job_name}-{job_id}.out"
+
+    def stderr_path(self, job_id: str) -> str:
+        return f"{self.slurm_dir}/{self.job_name}-{job_id}.err"
+
+    def exit_file(self, job_id: str) -> str:
+        return exit_file_path(self.slurm_dir, self.job_name, job_id)
+
+
+def exit_file_path(slurm_dir: str, job_name: str, job_id: str) -> str:
+    return f"{slurm_dir}/{job_name}-{job_id}.exit"
+
+
+def check_tag(tag: str) -> str:
+    if not _TAG.fullmatch(tag):
+        raise JobForgeError(f"submission tag {tag!r} must be 1-100 of A-Z a-z 0-9 _ . -")
+    return tag
+
+
+def job_name_for(tag: str) -> str:
+    return JOB_NAME_PREFIX + check_tag(tag)
+
+
+def check_remote_path(path: str, what: str) -> str:
+    if not PurePosixPath(path).is_absolute() or any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise JobForgeError(f"{what} {path!r} must be an absolute path without control characters")
+    return path
+
+
+def sbatch_options(slurm: SlurmParams) -> list[str]:
+    """Re-validated sbatch options, one argv element each."""
+    slurm = SlurmParams.model_validate(slurm.model_dump())
+    options = []
+    pairs = (
+        ("--account", slurm.account),
+        ("--partition", slurm.partition),
+        ("--qos", slurm.qos),
+        ("--reservation", slurm.reservation),
+        ("--time", slurm.walltime),
+        ("--nodes", slurm.nodes),
+        ("--ntasks", slurm.ntasks),
+        ("--ntasks-per-node", slurm.ntasks_per_node),
+        ("--cpus-per-task", slurm.cpus_per_task),
+        ("--mem", slurm.mem),
+        ("--tmp", slurm.tmp),
+        ("--gres", slurm.gres),
+        ("--constraint", slurm.constraint),
+    )
+    for flag, value in pairs:
+        if value is not None:
+            options.append(f"{flag}={value}")
+    options.extend(slurm.extra)
+    return options
+
+
+# Shell variables of the script; every other word of the runner command is quoted.
+_VARIABLES = {"$batch_file": '"$batch_file"', "$out": '"$out"'}
+
+
+def runner_command(request: SubmitRequest) -> list[str]:
+    command = [request.python, "-m", "airflow_jobforge.node", "run-batch", "$batch_file",
+               "--output", "$out"]
+    container = request.container
+    if container is not None:
+        prefix = [container.runtime, "exec"]
+        for bind in container.bind:
+            prefix += ["--bind", bind]
+        prefix += [*container.exec_args, container.image]
+        command = prefix + command
+    return command
+
+
+def render(request: SubmitRequest) -> RenderedJob:
+    out = check_remote_path(request.output_dir, "output directory")
+    if request.workdir is not None:
+        check_remote_path(request.workdir, "working directory")
+    name = job_name_for(request.tag)
+    slurm_dir = f"{out.rstrip('/')}/slurm"
+    argv = [
+        "sbatch",
+        "--parsable",
+        f"--job-name={name}",
+        f"--comment={COMMENT_PREFIX}{request.tag}",
+        f"--output={slurm_dir}/{name}-%j.out",
+        f"--error={slurm_dir}/{name}-%j.err",
+    ]
+    if request.workdir:
+        argv.append(f"--chdir={request.workdir}")
+    argv += sbatch_options(request.slurm)
+
+    q = shlex.quote
+    runner = " ".join(_VARIABLES.get(part) or q(part) for part in runner_command(request))
+    batch_json = json.dumps(request.batch.to_dict(), separators=(",", ":"))
+    pythonpath = ""
+    if request.pythonpath:
+        pythonpath = f'export PYTHONPATH={q(request.pythonpath)}"${{PYTHONPATH:+:$PYTHONPATH}}"\n'
+    script = f"""#!/bin/bash
+# airflow-jobforge batch {q(request.batch.batch)} (tag {q(request.tag)})
+set -u
+out={q(out)}
+slurm_dir={q(slurm_dir)}
+mkdir -p "$out/batches" "$slurm_dir"
+batch_file="$out/batches/"{q(request.batch.batch)}".json"
+cat > "$batch_file.$SLURM_JOB_ID" <<'{HEREDOC}'
+{batch_json}
+{HEREDOC}
+mv -f "$batch_file.$SLURM_JOB_ID" "$batch_file"
+{pythonpath}{runner} &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+while :; do wait "$child"; rc=$?; kill -0 "$child" 2>/dev/null || break; done
+exit_file="$slurm_dir/"{q(name)}"-$SLURM_JOB_ID.exit"
+printf '%s\\n' "$rc" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"
+exit "$rc"
+"""
+    return RenderedJob(argv=argv, script=script, job_name=name, slurm_dir=slurm_dir)

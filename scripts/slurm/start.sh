@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Start a real single-node SLURM cluster on this (Debian, root, no systemd) machine, plus an
+# sshd on 127.0.0.1:2222 for a test user, for SSH-transport tests. Idempotent: running it
+# again restarts nothing that is already healthy.
+#
+#   scripts/slurm/start.sh                  # with accounting (slurmdbd + MariaDB)
+#   scripts/slurm/start.sh --no-accounting  # without slurmdbd: sacct is disabled
+#
+# Environment written for tests: $STATE_DIR/env (source it).
+set -euo pipefail
+
+ACCOUNTING=1
+[[ "${1:-}" == "--no-accounting" ]] && ACCOUNTING=0
+
+STATE_DIR=${JOBFORGE_SLURM_STATE:-/var/lib/jobforge-slurm}
+SSH_PORT=${JOBFORGE_SSH_PORT:-2222}
+SSH_USER=${JOBFORGE_SSH_USER:-jobforge}
+CLUSTER=${JOBFORGE_CLUSTER_NAME:-jobforge}
+DB_PASS=jobforge-slurmdbd
+HOST=$(hostname -s)
+started=$(date +%s.%N)
+
+log() { printf '[slurm-start] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+  local limit=$1 what=$2; shift 2
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "timed out after ${limit}s waiting for $what"
+    sleep 0.2
+  done
+}
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages and starts daemons)"
+
+# --- packages ------------------------------------------------------------------------------
+PKGS=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server openssh-server)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+mkdir -p "$STATE_DIR" /etc/slurm /var/log/slurm /var/lib/slurm/slurmctld /var/lib/slurm/slurmd \
+  /run/slurm /run/munge /run/mysqld /run/sshd
+
+# --- configuration -------------------------------------------------------------------------
+CPUS=$(nproc)
+MEM_MB=$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo)
+REAL_MEM=$((MEM_MB * 80 / 100))
+# Without DefMemPerCPU each job takes the node's whole memory and jobs run one at a time.
+DEF_MEM_PER_CPU=$((REAL_MEM / CPUS / 4))
+if ((ACCOUNTING)); then
+  ACCT_LINES="AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStoreFlags=job_comment
+JobAcctGatherType=jobacct_gather/linux"
+else
+  ACCT_LINES="AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none"
+fi
+new_conf=$(cat <<CONF
+# Written by airflow-jobforge scripts/slurm/start.sh
+ClusterName=$CLUSTER
+SlurmctldHost=$HOST
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=$DEF_MEM_PER_CPU
+MpiDefault=none
+ReturnToService=2
+SchedulerType=sched/backfill
+StateSaveLocation=/var/lib/slurm/slurmctld
+SlurmdSpoolDir=/var/lib/slurm/slurmd
+SlurmctldPidFile=/run/slurm/slurmctld.pid
+SlurmdPidFile=/run/slurm/slurmd.pid
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+KillWait=10
+MinJobAge=300
+InactiveLimit=0
+Waittime=0
+$ACCT_LINES
+NodeName=$HOST CPUs=$CPUS RealMemory=$REAL_MEM State=UNKNOWN
+PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+PartitionName=other Nodes=$HOST Default=NO MaxTime=INFINITE State=UP
+CONF
+)
+conf_changed=0
+if [[ ! -f /etc/slurm/slurm.conf ]] || [[ "$(cat /etc/slurm/slurm.conf)" != "$new_conf" ]]; then
+  printf '%s\n' "$new_conf" > /etc/slurm/slurm.conf
+  conf_changed=1
+fi
+
+# --- munge ---------------------------------------------------------------------------------
+if [[ ! -s /etc/munge/munge.key ]]; then
+  mkdir -p /etc/munge
+  dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none
+fi
+chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge 2>/dev/null || true
+chmod 700 /etc/munge; chmod 400 /etc/munge/munge.key
+if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+  log "starting munged"
+  runuser -u munge -- /usr/sbin/munged --force
+  wait_for 10 munged sh -c 'munge -n | unmunge'
+fi
+
+stop_daemon() {  # stop_daemon NAME
+  if pkill -x "$1"; then
+    for _ in $(seq 50); do pgrep -x "$1" >/dev/null || return 0; sleep 0.1; done
+    pkill -9 -x "$1" || true
+  fi
+}
+
+# --- accounting: MariaDB + slurmdbd --------------------------------------------------------
+if ((ACCOUNTING)); then
+  chown mysql:mysql /run/mysqld
+  if ! mysqladmin ping >/dev/null 2>&1; then
+    log "starting mariadb"
+    (mysqld_safe --skip-syslog >/dev/null 2>&1 &)
+    wait_for 60 mariadb mysqladmin ping
+  fi
+  mysql -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+    CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
+    GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
+  cat > /etc/slurm/slurmdbd.conf <<CONF
+AuthType=auth/munge
+DbdHost=localhost
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=slurm
+StoragePass=$DB_PASS
+StorageLoc=slurm_acct_db
+LogFile=/var/log/slurm/slurmdbd.log
+PidFile=/run/slurm/slurmdbd.pid
+CONF
+  chmod 600 /etc/slurm/slurmdbd.conf
+  if ! pgrep -x slurmdbd >/dev/null; then
+    log "starting slurmdbd"
+    /usr/sbin/slurmdbd
+    wait_for 30 slurmdbd sacctmgr -n list cluster
+  fi
+  if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
+    sacctmgr -i add cluster "$CLUSTER" >/dev/null
+    conf_changed=1
+  fi
+else
+  stop_daemon slurmdbd
+fi
+
+# --- slurmctld + slurmd --------------------------------------------------------------------
+if ((conf_changed)); then
+  stop_daemon slurmd
+  stop_daemon slurmctld
+fi
+if ! pgrep -x slurmctld >/dev/null; then
+  log "starting slurmctld"
+  /usr/sbin/slurmctld -i
+fi
+wait_for 30 slurmctld scontrol ping
+if ! pgrep -x slurmd >/dev/null; then
+  log "starting slurmd"
+  /usr/sbin/slurmd
+fi
+node_ready() { sinfo -h -N -n "$HOST" -o '%t' | grep -Eq '^(idle|mix|alloc)$'; }
+if ! node_ready; then
+  scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true
+fi
+wait_for 60 "node $HOST idle in sinfo" node_ready
+if ((ACCOUNTING)); then
+  wait_for 30 "sacct to answer" sacct -n -X --starttime=now-1hour
+fi
+
+# --- sshd on 127.0.0.1 for a non-root test user --------------------------------------------
+id -u "$SSH_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$SSH_USER"
+SSH_DIR="$STATE_DIR/ssh"
+mkdir -p "$SSH_DIR"
+[[ -f "$SSH_DIR/id_ed25519" ]] || ssh-keygen -q -t ed25519 -N '' -f "$SSH_DIR/id_ed25519"
+home=$(getent passwd "$SSH_USER" | cut -d: -f6)
+install -d -m 700 -o "$SSH_USER" -g "$SSH_USER" "$home/.ssh"
+install -m 600 -o "$SSH_USER" -g "$SSH_USER" "$SSH_DIR/id_ed25519.pub" "$home/.ssh/authorized_keys"
+ssh-keygen -A >/dev/null
+if ! pgrep -f "sshd -p $SSH_PORT" >/dev/null; then
+  log "starting sshd on 127.0.0.1:$SSH_PORT"
+  /usr/sbin/sshd -p "$SSH_PORT" -o ListenAddress=127.0.0.1 -o PasswordAuthentication=no \
+    -o PidFile=/run/sshd-jobforge.pid -o MaxStartups=100:30:200
+fi
+wait_for 10 sshd bash -c "exec 3<>/dev/tcp/127.0.0.1/$SSH_PORT"
+ssh-keyscan -p "$SSH_PORT" 127.0.0.1 2>/dev/null > "$SSH_DIR/known_hosts"
+
+cat > "$STATE_DIR/env" <<ENV
+JOBFORGE_SLURM_HOST=$HOST
+JOBFORGE_SLURM_ACCOUNTING=$ACCOUNTING
+JOBFORGE_SSH_PORT=$SSH_PORT
+JOBFORGE_SSH_USER=$SSH_USER
+JOBFORGE_SSH_KEY=$SSH_DIR/id_ed25519
+JOBFORGE_SSH_KNOWN_HOSTS=$SSH_DIR/known_hosts
+ENV
+
+elapsed=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+log "cluster '$CLUSTER' ready on $HOST ($CPUS CPUs, ${REAL_MEM} MB, accounting=$ACCOUNTING) in ${elapsed}s"
+cat >&2 <<USAGE
+[slurm-start] try: sinfo; sbatch --wrap 'hostname'; squeue; sacct
+[slurm-start] ssh: ssh -i $SSH_DIR/id_ed25519 -p $SSH_PORT $SSH_USER@127.0.0.1 sbatch --wrap hostname
+[slurm-start] stop: scripts/slurm/stop.sh
+USAGE
