@@ -20,7 +20,7 @@ from airflow_jobforge.errors import SlurmError
 from airflow_jobforge.slurm.parse import (
     ACCOUNTING_DISABLED,
     SACCT_FIELDS,
-    SQUEUE_FORMAT,
+    SQUEUE_FIELDS,
     parse_exit_files,
     parse_sacct,
     parse_sbatch,
@@ -106,7 +106,7 @@ def find_steps(tag: str, accounting: Accounting) -> Steps[str | None]:
     """The id of our job submitted with `tag`, if any: squeue first, then sacct."""
     name = job_name_for(tag)
     result = yield Command(("squeue", "-h", "--me", "--states=all", f"--name={name}",
-                            f"--format={SQUEUE_FORMAT}"))
+                            f"--Format={SQUEUE_FIELDS}"))
     found = parse_squeue(result.check().stdout)
     if not found and accounting.enabled is not False:
         result = yield Command(("sacct", "-X", "-n", "-P", f"--name={name}",
@@ -137,7 +137,7 @@ def status_steps(
     if not ids:
         return {}
     result = yield Command(("squeue", "-h", "--states=all", f"--jobs={','.join(ids)}",
-                            f"--format={SQUEUE_FORMAT}"))
+                            f"--Format={SQUEUE_FIELDS}"))
     wanted = set(ids)
     if result.returncode != 0 and "invalid job id" in result.stderr.lower():
         found: dict[str, JobStatus] = {}  # squeue fails only when a lone id is unknown
@@ -156,8 +156,9 @@ def status_steps(
         result = yield Command(("sacct", "-X", "-n", "-P", f"--jobs={','.join(missing)}",
                                 f"--format={SACCT_FIELDS}", f"--starttime={SACCT_SINCE}"))
         if accounting.note(result):
+            asked = set(missing)
             for job_id, status in parse_sacct(result.check().stdout).items():
-                if job_id not in wanted:
+                if job_id not in asked:
                     continue
                 if not status.terminal:
                     status = unknown_status(

@@ -6,7 +6,7 @@ from airflow_jobforge.errors import SlurmError
 from airflow_jobforge.slurm.states import JobStatus, Outcome, classify_state, outcome_of_exit_code
 
 # Field lists the client asks for; parsers below depend on their order.
-SQUEUE_FORMAT = "%i|%T|%r"
+SQUEUE_FIELDS = "JobID:|,State:|,Reason:|,exit_code"
 SACCT_FIELDS = "JobIDRaw,State,ExitCode,Reason"
 ACCOUNTING_DISABLED = "accounting storage is disabled"
 
@@ -21,20 +21,32 @@ def parse_sbatch(stdout: str) -> str:
 
 
 def parse_squeue(stdout: str) -> dict[str, JobStatus]:
+    """`squeue -h -O JobID:|,State:|,Reason:|,exit_code`; exit_code is a raw wait status."""
     statuses = {}
     for line in stdout.splitlines():
-        parts = line.strip().split("|")
+        parts = [p.strip() for p in line.split("|")]
         if len(parts) < 3 or not parts[0]:
             continue
         job_id, state, reason = parts[0], parts[1], parts[2]
+        outcome = classify_state(state)
+        exit_code = None
+        if outcome.terminal and len(parts) > 3 and parts[3].isdigit():
+            exit_code = _from_wait_status(int(parts[3]))
         statuses[job_id] = JobStatus(
             job_id=job_id,
             state=state,
-            outcome=classify_state(state),
+            outcome=outcome,
+            exit_code=exit_code,
             reason=None if reason in ("None", "(null)", "") else reason,
             source="squeue",
         )
     return statuses
+
+
+def _from_wait_status(status: int) -> int:
+    """A POSIX wait status as a shell would report it: exit code, or 128+signal."""
+    signal = status & 0x7F
+    return 128 + signal if signal else (status >> 8) & 0xFF
 
 
 def _exit_code(text: str) -> int | None:

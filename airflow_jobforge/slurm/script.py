@@ -134,6 +134,9 @@ def render(request: SubmitRequest) -> RenderedJob:
     ]
     if request.workdir:
         argv.append(f"--chdir={request.workdir}")
+    # A node failure must surface as NODE_FAIL for Airflow's retry, not rerun silently; a
+    # user's own --requeue in `extra` comes later on the command line and wins.
+    argv.append("--no-requeue")
     argv += sbatch_options(request.slurm)
 
     q = shlex.quote
