@@ -9,6 +9,7 @@ with bounded backoff, and the next command reconnects.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shlex
 from collections.abc import Sequence
 from typing import Any
@@ -43,8 +44,9 @@ class SSHTransport:
             status = stdout.channel.recv_exit_status()
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
-            raise TransportError(f"SSH to {self.hook.remote_host}: {exc or type(exc).__name__}"
-                                 ) from None
+            raise TransportError(
+                f"SSH to {self.hook.remote_host}: {exc or type(exc).__name__}"
+            ) from None
         return CommandResult(tuple(argv), status, out, err)
 
     def close(self) -> None:
@@ -62,6 +64,9 @@ class AsyncSSHTransport:
             hook = SSHHookAsync(ssh_conn_id=ssh_conn_id or "ssh_default")
         self.hook = hook
         self._conn: Any = None
+        # asyncssh logs every channel at INFO: one poll would flood the triggerer log.
+        if logging.getLogger("asyncssh").level == logging.NOTSET:
+            logging.getLogger("asyncssh").setLevel(logging.WARNING)
         self._lock = asyncio.Lock()
 
     async def _connection(self) -> Any:
@@ -84,8 +89,9 @@ class AsyncSSHTransport:
             await self.close()
             raise TransportError(f"SSH: {exc or type(exc).__name__}") from None
         status = result.exit_status if result.exit_status is not None else 255
-        return CommandResult(tuple(argv), status, str(result.stdout or ""),
-                             str(result.stderr or ""))
+        return CommandResult(
+            tuple(argv), status, str(result.stdout or ""), str(result.stderr or "")
+        )
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -93,5 +99,5 @@ class AsyncSSHTransport:
             conn.close()
             try:
                 await conn.wait_closed()
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail again
+            except Exception:  # a broken connection may fail to close, too
                 pass

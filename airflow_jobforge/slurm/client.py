@@ -105,18 +105,30 @@ def is_transient(result: CommandResult) -> bool:
 def find_steps(tag: str, accounting: Accounting) -> Steps[str | None]:
     """The id of our job submitted with `tag`, if any: squeue first, then sacct."""
     name = job_name_for(tag)
-    result = yield Command(("squeue", "-h", "--me", "--states=all", f"--name={name}",
-                            f"--Format={SQUEUE_FIELDS}"))
+    result = yield Command(
+        ("squeue", "-h", "--me", "--states=all", f"--name={name}", f"--Format={SQUEUE_FIELDS}")
+    )
     found = parse_squeue(result.check().stdout)
     if not found and accounting.enabled is not False:
-        result = yield Command(("sacct", "-X", "-n", "-P", f"--name={name}",
-                                f"--format={SACCT_FIELDS}", f"--starttime={SACCT_SINCE}"))
+        result = yield Command(
+            (
+                "sacct",
+                "-X",
+                "-n",
+                "-P",
+                f"--name={name}",
+                f"--format={SACCT_FIELDS}",
+                f"--starttime={SACCT_SINCE}",
+            )
+        )
         if accounting.note(result):
             found = parse_sacct(result.check().stdout)
     return max(found, key=int) if found else None
 
 
-def submit_steps(request: SubmitRequest, accounting: Accounting, adopt: bool) -> Steps[SubmittedJob]:
+def submit_steps(
+    request: SubmitRequest, accounting: Accounting, adopt: bool
+) -> Steps[SubmittedJob]:
     rendered = render(request)
     if adopt:
         existing = yield from find_steps(request.tag, accounting)
@@ -136,8 +148,9 @@ def status_steps(
     ids = list(dict.fromkeys(str(i) for i in job_ids))
     if not ids:
         return {}
-    result = yield Command(("squeue", "-h", "--states=all", f"--jobs={','.join(ids)}",
-                            f"--Format={SQUEUE_FIELDS}"))
+    result = yield Command(
+        ("squeue", "-h", "--states=all", f"--jobs={','.join(ids)}", f"--Format={SQUEUE_FIELDS}")
+    )
     wanted = set(ids)
     if result.returncode != 0 and "invalid job id" in result.stderr.lower():
         found: dict[str, JobStatus] = {}  # squeue fails only when a lone id is unknown
@@ -153,8 +166,17 @@ def status_steps(
         missing = [i for i in ids if i not in statuses]
 
     if missing and accounting.enabled is not False:
-        result = yield Command(("sacct", "-X", "-n", "-P", f"--jobs={','.join(missing)}",
-                                f"--format={SACCT_FIELDS}", f"--starttime={SACCT_SINCE}"))
+        result = yield Command(
+            (
+                "sacct",
+                "-X",
+                "-n",
+                "-P",
+                f"--jobs={','.join(missing)}",
+                f"--format={SACCT_FIELDS}",
+                f"--starttime={SACCT_SINCE}",
+            )
+        )
         if accounting.note(result):
             asked = set(missing)
             for job_id, status in parse_sacct(result.check().stdout).items():

@@ -106,8 +106,15 @@ _VARIABLES = {"$batch_file": '"$batch_file"', "$out": '"$out"'}
 
 
 def runner_command(request: SubmitRequest) -> list[str]:
-    command = [request.python, "-m", "airflow_jobforge.node", "run-batch", "$batch_file",
-               "--output", "$out"]
+    command = [
+        request.python,
+        "-m",
+        "airflow_jobforge.node",
+        "run-batch",
+        "$batch_file",
+        "--output",
+        "$out",
+    ]
     container = request.container
     if container is not None:
         prefix = [container.runtime, "exec"]

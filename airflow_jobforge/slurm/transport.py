@@ -102,7 +102,9 @@ class AsyncLocalTransport:
             await proc.wait()
             raise TransportError(f"{argv[0]} timed out after {timeout}s") from None
         return CommandResult(
-            tuple(argv), proc.returncode or 0, out.decode(errors="replace"),
+            tuple(argv),
+            proc.returncode or 0,
+            out.decode(errors="replace"),
             err.decode(errors="replace"),
         )
 

@@ -23,7 +23,7 @@ from airflow_jobforge.slurm.transport import CommandResult, TransportError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "slurm"
 SOCKET_TIMEOUT = "slurm_load_jobs error: Socket timed out on send/recv operation\n"
-ACCT_OFF = "Slurm accounting storage is disabled\n"
+ACCT_OFF = (FIXTURES / "sacct_accounting_disabled.err").read_text()
 
 
 def rec(name: str) -> str:
@@ -63,8 +63,11 @@ class AsyncReplay(Replay):
 def client(answers) -> tuple[SlurmClient, Replay, list[float]]:
     sleeps: list[float] = []
     transport = Replay(answers)
-    return SlurmClient(transport, RetryPolicy(attempts=4, backoff_s=0.5), sleeps.append), \
-        transport, sleeps
+    return (
+        SlurmClient(transport, RetryPolicy(attempts=4, backoff_s=0.5), sleeps.append),
+        transport,
+        sleeps,
+    )
 
 
 def test_status_of_many_jobs_is_one_squeue_when_the_controller_knows_them_all():
@@ -77,26 +80,34 @@ def test_status_of_many_jobs_is_one_squeue_when_the_controller_knows_them_all():
 
 
 def test_jobs_squeue_forgot_are_read_from_exit_files_then_sacct():
-    c, t, _ = client({
-        "squeue": [(0, "31|COMPLETED|None|0\n", "")],
-        "grep": [(2, "/o/slurm/jf-x-32.exit:1\n", "")],
-        "sacct": [(0, rec("sacct_mixed.txt"), "")],
-    })
-    got = c.status(["31", "32", "35"], {"32": "/o/slurm/jf-x-32.exit",
-                                         "35": "/o/slurm/jf-y-35.exit"})
+    c, t, _ = client(
+        {
+            "squeue": [(0, "31|COMPLETED|None|0\n", "")],
+            "grep": [(2, "/o/slurm/jf-x-32.exit:1\n", "")],
+            "sacct": [(0, rec("sacct_mixed.txt"), "")],
+        }
+    )
+    got = c.status(
+        ["31", "32", "35"], {"32": "/o/slurm/jf-x-32.exit", "35": "/o/slurm/jf-y-35.exit"}
+    )
     assert t.programs() == ["squeue", "grep", "sacct"]
     assert t.calls[2][4] == "--jobs=35", "sacct only for jobs no other source knows"
-    assert (got["31"].source, got["32"].source, got["35"].source) == ("squeue", "exit_file",
-                                                                      "sacct")
+    assert (got["31"].source, got["32"].source, got["35"].source) == (
+        "squeue",
+        "exit_file",
+        "sacct",
+    )
     assert got["32"].outcome is Outcome.FAILED
     assert got["35"].outcome is Outcome.RETRYABLE
 
 
 def test_a_lone_unknown_id_makes_squeue_fail_and_is_unknown_not_an_error():
-    c, _, _ = client({
-        "squeue": [(1, rec("squeue_invalid_single.out"), rec("squeue_invalid_single.err"))],
-        "sacct": [(0, "", "")],
-    })
+    c, _, _ = client(
+        {
+            "squeue": [(1, rec("squeue_invalid_single.out"), rec("squeue_invalid_single.err"))],
+            "sacct": [(0, "", "")],
+        }
+    )
     got = c.status(["99999"])
     assert got["99999"].outcome is Outcome.UNKNOWN
 
@@ -128,8 +139,15 @@ def test_unknown_becomes_failed_after_the_grace_period_never_success():
 
 
 def test_transient_controller_errors_are_retried_with_backoff():
-    c, t, sleeps = client({"squeue": [(1, "", SOCKET_TIMEOUT), (1, "", SOCKET_TIMEOUT),
-                                      (0, rec("squeue_mixed.txt"), "")]})
+    c, t, sleeps = client(
+        {
+            "squeue": [
+                (1, "", SOCKET_TIMEOUT),
+                (1, "", SOCKET_TIMEOUT),
+                (0, rec("squeue_mixed.txt"), ""),
+            ]
+        }
+    )
     assert c.status(["31"])["31"].outcome is Outcome.SUCCEEDED
     assert sleeps == [0.5, 1.0]
 
@@ -149,13 +167,22 @@ def test_other_errors_are_raised_at_once_with_stderr():
 
 
 def test_cancel_is_idempotent():
-    c, _, _ = client({"scancel": [(1, "", "scancel: error: Kill job error on job id 9: "
-                                          "Invalid job id specified\n")]})
+    c, _, _ = client(
+        {
+            "scancel": [
+                (1, "", "scancel: error: Kill job error on job id 9: Invalid job id specified\n")
+            ]
+        }
+    )
     c.cancel(["9"])
 
 
-REQ = SubmitRequest(tag="t1", batch=BatchSpec("g-0000", (JobSpec("a", "true"),)),
-                    slurm=SlurmParams(), output_dir="/o")
+REQ = SubmitRequest(
+    tag="t1",
+    batch=BatchSpec("g-0000", (JobSpec("a", "true"),)),
+    slurm=SlurmParams(),
+    output_dir="/o",
+)
 
 
 def test_submit_adopts_a_job_already_submitted_with_the_same_tag():
@@ -174,20 +201,27 @@ def test_submit_without_adopt_goes_straight_to_sbatch():
 
 
 def test_a_lost_sbatch_answer_restarts_the_submission_which_adopts_instead_of_resubmitting():
-    c, t, _ = client({
-        "squeue": [(0, "", ""), (0, "36|PENDING|None|0\n", "")],
-        "sacct": [(0, "", "")],
-        "mkdir": [(0, "", "")],
-        "sbatch": [TransportError("SSH connection lost")],
-    })
+    c, t, _ = client(
+        {
+            "squeue": [(0, "", ""), (0, "36|PENDING|None|0\n", "")],
+            "sacct": [(0, "", "")],
+            "mkdir": [(0, "", "")],
+            "sbatch": [TransportError("SSH connection lost")],
+        }
+    )
     job = c.submit(REQ)
     assert (job.job_id, job.adopted) == ("36", True)
     assert t.programs().count("sbatch") == 1
 
 
 def test_async_client_runs_the_same_operations():
-    transport = AsyncReplay({"squeue": [(1, "", SOCKET_TIMEOUT), (0, rec("squeue_mixed.txt"), "")],
-                             "scancel": [(0, "", "")], "tail": [(0, "last line\n", "")]})
+    transport = AsyncReplay(
+        {
+            "squeue": [(1, "", SOCKET_TIMEOUT), (0, rec("squeue_mixed.txt"), "")],
+            "scancel": [(0, "", "")],
+            "tail": [(0, "last line\n", "")],
+        }
+    )
     c = AsyncSlurmClient(transport, RetryPolicy(attempts=3, backoff_s=0.001))
 
     async def go():

@@ -67,21 +67,40 @@ def test_sacct_states_and_exit_codes():
 
 def test_exit_code_files_as_printed_by_grep():
     out = "/o/slurm/jf-a-1.exit:0\n/o/slurm/jf-b-2.exit:1\n/o/slurm/jf-c-3.exit:143\n"
-    got = parse_exit_files(out, {"/o/slurm/jf-a-1.exit": "1", "/o/slurm/jf-b-2.exit": "2",
-                                 "/o/slurm/jf-c-3.exit": "3"})
+    got = parse_exit_files(
+        out, {"/o/slurm/jf-a-1.exit": "1", "/o/slurm/jf-b-2.exit": "2", "/o/slurm/jf-c-3.exit": "3"}
+    )
     assert {i: s.outcome for i, s in got.items()} == {
-        "1": Outcome.SUCCEEDED, "2": Outcome.FAILED, "3": Outcome.CANCELLED}
+        "1": Outcome.SUCCEEDED,
+        "2": Outcome.FAILED,
+        "3": Outcome.CANCELLED,
+    }
 
 
 ALL_STATES = {
-    "PENDING": Outcome.RUNNING, "CONFIGURING": Outcome.RUNNING, "RUNNING": Outcome.RUNNING,
-    "COMPLETING": Outcome.RUNNING, "SUSPENDED": Outcome.RUNNING, "STOPPED": Outcome.RUNNING,
-    "RESIZING": Outcome.RUNNING, "REQUEUED": Outcome.RUNNING, "REQUEUE_HOLD": Outcome.RUNNING,
-    "REQUEUE_FED": Outcome.RUNNING, "SIGNALING": Outcome.RUNNING, "STAGE_OUT": Outcome.RUNNING,
-    "PREEMPTED": Outcome.RETRYABLE, "COMPLETED": Outcome.SUCCEEDED, "FAILED": Outcome.FAILED,
-    "CANCELLED": Outcome.CANCELLED, "TIMEOUT": Outcome.FAILED, "OUT_OF_MEMORY": Outcome.FAILED,
-    "NODE_FAIL": Outcome.RETRYABLE, "BOOT_FAIL": Outcome.RETRYABLE, "DEADLINE": Outcome.FAILED,
-    "REVOKED": Outcome.CANCELLED, "SPECIAL_EXIT": Outcome.FAILED,
+    "PENDING": Outcome.RUNNING,
+    "CONFIGURING": Outcome.RUNNING,
+    "RUNNING": Outcome.RUNNING,
+    "COMPLETING": Outcome.RUNNING,
+    "SUSPENDED": Outcome.RUNNING,
+    "STOPPED": Outcome.RUNNING,
+    "RESIZING": Outcome.RUNNING,
+    "REQUEUED": Outcome.RUNNING,
+    "REQUEUE_HOLD": Outcome.RUNNING,
+    "REQUEUE_FED": Outcome.RUNNING,
+    "SIGNALING": Outcome.RUNNING,
+    "STAGE_OUT": Outcome.RUNNING,
+    "PREEMPTED": Outcome.RETRYABLE,
+    "COMPLETED": Outcome.SUCCEEDED,
+    "FAILED": Outcome.FAILED,
+    "CANCELLED": Outcome.CANCELLED,
+    "TIMEOUT": Outcome.FAILED,
+    "OUT_OF_MEMORY": Outcome.FAILED,
+    "NODE_FAIL": Outcome.RETRYABLE,
+    "BOOT_FAIL": Outcome.RETRYABLE,
+    "DEADLINE": Outcome.FAILED,
+    "REVOKED": Outcome.CANCELLED,
+    "SPECIAL_EXIT": Outcome.FAILED,
 }
 
 

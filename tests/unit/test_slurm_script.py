@@ -19,25 +19,55 @@ def request(**kw) -> SubmitRequest:
 
 
 def test_every_slurm_param_becomes_one_validated_sbatch_option():
-    slurm = SlurmParams(account="acct", partition="debug", qos="high", reservation="r1",
-                        walltime="2-00:00:00", nodes=2, ntasks=4, ntasks_per_node=2,
-                        cpus_per_task=8, mem="16G", tmp="100G", gres="gpu:a100:2",
-                        constraint="a100&ib", extra=("--exclusive", "--mail-type=END"))
+    slurm = SlurmParams(
+        account="acct",
+        partition="debug",
+        qos="high",
+        reservation="r1",
+        walltime="2-00:00:00",
+        nodes=2,
+        ntasks=4,
+        ntasks_per_node=2,
+        cpus_per_task=8,
+        mem="16G",
+        tmp="100G",
+        gres="gpu:a100:2",
+        constraint="a100&ib",
+        extra=("--exclusive", "--mail-type=END"),
+    )
     argv = render(request(slurm=slurm)).argv
-    assert argv[:6] == ["sbatch", "--parsable", "--job-name=jf-run1.cpu-0000",
-                        "--comment=jobforge:run1.cpu-0000",
-                        "--output=/scratch/out/slurm/jf-run1.cpu-0000-%j.out",
-                        "--error=/scratch/out/slurm/jf-run1.cpu-0000-%j.err"]
-    assert argv[6:] == ["--no-requeue", "--account=acct", "--partition=debug", "--qos=high",
-                        "--reservation=r1", "--time=2-00:00:00", "--nodes=2", "--ntasks=4",
-                        "--ntasks-per-node=2", "--cpus-per-task=8", "--mem=16G", "--tmp=100G",
-                        "--gres=gpu:a100:2", "--constraint=a100&ib", "--exclusive",
-                        "--mail-type=END"]
+    assert argv[:6] == [
+        "sbatch",
+        "--parsable",
+        "--job-name=jf-run1.cpu-0000",
+        "--comment=jobforge:run1.cpu-0000",
+        "--output=/scratch/out/slurm/jf-run1.cpu-0000-%j.out",
+        "--error=/scratch/out/slurm/jf-run1.cpu-0000-%j.err",
+    ]
+    assert argv[6:] == [
+        "--no-requeue",
+        "--account=acct",
+        "--partition=debug",
+        "--qos=high",
+        "--reservation=r1",
+        "--time=2-00:00:00",
+        "--nodes=2",
+        "--ntasks=4",
+        "--ntasks-per-node=2",
+        "--cpus-per-task=8",
+        "--mem=16G",
+        "--tmp=100G",
+        "--gres=gpu:a100:2",
+        "--constraint=a100&ib",
+        "--exclusive",
+        "--mail-type=END",
+    ]
 
 
 def test_a_params_object_built_without_validation_is_still_checked():
-    bad = SlurmParams.model_construct(partition="debug; touch /tmp/pwned", walltime="1:00:00",
-                                      nodes=1, extra=())
+    bad = SlurmParams.model_construct(
+        partition="debug; touch /tmp/pwned", walltime="1:00:00", nodes=1, extra=()
+    )
     with pytest.raises(ValueError, match="not a valid SLURM name"):
         render(request(slurm=bad))
 
@@ -62,9 +92,14 @@ def test_script_carries_the_batch_file_verbatim_in_a_quoted_heredoc():
 
 def test_script_is_valid_bash_and_quotes_hostile_paths(tmp_path):
     hostile = "/tmp/o'; touch /tmp/pwned; echo '$(id)"
-    script = render(request(output_dir=hostile, pythonpath="/opt/x y", python="/usr/bin/py 3",
-                            container=ContainerParams(image="/img/a b.sif", bind=("/s;t",)))
-                    ).script
+    script = render(
+        request(
+            output_dir=hostile,
+            pythonpath="/opt/x y",
+            python="/usr/bin/py 3",
+            container=ContainerParams(image="/img/a b.sif", bind=("/s;t",)),
+        )
+    ).script
     assert subprocess.run(["bash", "-n"], input=script, text=True, check=False).returncode == 0
     assert "out='/tmp/o'\"'\"'; touch /tmp/pwned; echo '\"'\"'$(id)'" in script
     assert "apptainer exec --bind '/s;t' '/img/a b.sif' '/usr/bin/py 3' -m" in script
@@ -72,8 +107,11 @@ def test_script_is_valid_bash_and_quotes_hostile_paths(tmp_path):
 
 
 def test_container_runtime_wraps_the_node_runner():
-    script = render(request(container=ContainerParams(image="/i.sif", runtime="singularity",
-                                                      exec_args=("--nv",)))).script
+    script = render(
+        request(
+            container=ContainerParams(image="/i.sif", runtime="singularity", exec_args=("--nv",))
+        )
+    ).script
     assert "singularity exec --nv /i.sif python3 -m airflow_jobforge.node run-batch" in script
 
 
@@ -85,8 +123,9 @@ def test_rendered_script_runs_the_node_runner_and_writes_the_exit_file(tmp_path)
     out = tmp_path / "out dir"
     repo = Path(__file__).resolve().parents[2]
     batch = BatchSpec("b-0000", (JobSpec("ok", "true"), JobSpec("bad", "exit 5")))
-    script = render(request(batch=batch, output_dir=str(out), python=sys.executable,
-                            pythonpath=str(repo))).script
+    script = render(
+        request(batch=batch, output_dir=str(out), python=sys.executable, pythonpath=str(repo))
+    ).script
     env = {"SLURM_JOB_ID": "77", "PATH": "/usr/bin:/bin"}
     result = subprocess.run(["bash", "-c", script], env=env, check=False, capture_output=True)
     assert result.returncode == 1, result.stderr
