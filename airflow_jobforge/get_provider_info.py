@@ -13,4 +13,36 @@ def get_provider_info() -> dict[str, Any]:
         "name": "JobForge",
         "description": "Run large batches of shell-command jobs on SLURM clusters.",
         "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "SLURM",
+                "external-doc-url": "https://slurm.schedmd.com/",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "SLURM",
+                "python-modules": [
+                    "airflow_jobforge.operators.submit",
+                    "airflow_jobforge.operators.results",
+                    "airflow_jobforge.operators.command",
+                ],
+            }
+        ],
+        "sensors": [
+            {"integration-name": "SLURM", "python-modules": ["airflow_jobforge.sensors.slurm"]}
+        ],
+        "triggers": [
+            {"integration-name": "SLURM", "python-modules": ["airflow_jobforge.triggers.slurm"]}
+        ],
+        "hooks": [
+            {"integration-name": "SLURM", "python-modules": ["airflow_jobforge.hooks.slurm"]}
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_jobforge.hooks.slurm.SlurmHook",
+                "connection-type": "slurm",
+            }
+        ],
     }

@@ -67,32 +67,41 @@ class ResultsWriter:
         os.close(self._fd)
 
 
+def parse_record_lines(lines: Iterable[str]) -> Iterator[ResultRecord]:
+    """Records from JSON lines, skipping torn or corrupt ones instead of failing on them."""
+    for line in lines:
+        try:
+            yield ResultRecord.from_dict(json.loads(line))
+        except (ValueError, TypeError, AttributeError):
+            continue
+
+
 def read_records(path: str | os.PathLike[str]) -> Iterator[ResultRecord]:
-    """Records of one file, skipping a torn or corrupt line instead of failing on it."""
+    """Records of one file; a last line without newline is being (or was torn while) written."""
     try:
         handle = open(path, encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return
     with handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                break
-            try:
-                yield ResultRecord.from_dict(json.loads(line))
-            except (ValueError, TypeError):
-                continue
+        yield from parse_record_lines(line for line in handle if line.endswith("\n"))
+
+
+def latest_records(records: Iterable[ResultRecord]) -> dict[str, ResultRecord]:
+    """The newest record of every job: a re-run job's latest end wins."""
+    latest: dict[str, ResultRecord] = {}
+    for record in records:
+        old = latest.get(record.name)
+        if old is None or record.end >= old.end:
+            latest[record.name] = record
+    return latest
 
 
 def collect_results(output_dir: str | os.PathLike[str]) -> dict[str, ResultRecord]:
-    """The latest record of every job under an output dir (a re-run job's newest wins)."""
-    latest: dict[str, ResultRecord] = {}
+    """The latest record of every job under an output dir."""
     directory = Path(output_dir) / RESULTS_DIR
-    for path in sorted(directory.glob("*.jsonl")):
-        for record in read_records(path):
-            old = latest.get(record.name)
-            if old is None or record.end >= old.end:
-                latest[record.name] = record
-    return latest
+    return latest_records(
+        record for path in sorted(directory.glob("*.jsonl")) for record in read_records(path)
+    )
 
 
 @dataclass(frozen=True)

@@ -20,18 +20,68 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(args.config_file)
-    summary = run_locally(config, args.output)
+    if args.no_airflow:
+        config = load_config(args.config_file)
+        output = args.output or "output"
+        summary = run_locally(config, output)
+        print(summary)
+        print(f"Results: {output}/results/*.jsonl; job output: {output}/job-output/")
+        return 0 if summary.successful == summary.total else 1
+    from airflow_jobforge.cli.airflow_run import parse_params, run_config
+
+    job_tasks = {"auto": None, "yes": True, "no": False}[args.job_tasks]
+    state, summary, run_dir = run_config(
+        args.config_file,
+        backend=args.backend,
+        ssh_conn_id=args.ssh_conn_id,
+        slurm_conn_id=args.slurm_conn_id,
+        output=args.output,
+        airflow_home=args.airflow_home,
+        job_tasks=job_tasks,
+        params=parse_params(args.param or []),
+        python=args.python,
+        pythonpath=args.pythonpath,
+        verbose=args.verbose,
+    )
     print(summary)
-    print(f"Results: {args.output}/results/*.jsonl; job output: {args.output}/job-output/")
-    return 0 if summary.successful == summary.total else 1
+    print(f"Results: {run_dir}/results/*.jsonl; job output: {run_dir}/job-output/")
+    return 0 if state == "success" and summary.successful == summary.total else 1
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="show how the jobs are grouped into batches")
     p.add_argument("config_file")
     p.set_defaults(func=cmd_plan)
-    p = sub.add_parser("run", help="run a configuration on this machine")
+    p = sub.add_parser("run", help="run a configuration's DAG once with embedded Airflow")
     p.add_argument("config_file")
-    p.add_argument("--output", default="output", help="output directory (default: output)")
+    p.add_argument(
+        "--backend",
+        choices=["local", "slurm"],
+        default="local",
+        help="local: batches run on this machine; slurm: submitted with sbatch",
+    )
+    p.add_argument("--ssh-conn-id", help="reach SLURM through this Airflow SSH connection")
+    p.add_argument("--slurm-conn-id", help="Airflow connection of type slurm")
+    p.add_argument("--output", help="base output directory (a sub-directory per DAG run)")
+    p.add_argument("--airflow-home", help="AIRFLOW_HOME (default .jobforge/airflow)")
+    p.add_argument(
+        "--job-tasks",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="one Airflow task per job (auto: configs of <= 100 jobs)",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="DAG run param: jobs=a,b*  partition=...  account=...  walltime=...",
+    )
+    p.add_argument("--python", help="python on the nodes (default: this one; SSH: python3)")
+    p.add_argument("--pythonpath", help="PYTHONPATH on the nodes")
+    p.add_argument("--verbose", action="store_true", help="Airflow logs at INFO")
+    p.add_argument(
+        "--no-airflow",
+        action="store_true",
+        help="run the batches directly with the node runner, without Airflow",
+    )
     p.set_defaults(func=cmd_run)

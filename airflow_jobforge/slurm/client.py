@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from airflow_jobforge.errors import SlurmError
+from airflow_jobforge.results import ResultRecord, latest_records, parse_record_lines
 from airflow_jobforge.slurm.parse import (
     ACCOUNTING_DISABLED,
     SACCT_FIELDS,
@@ -211,6 +212,16 @@ def tail_steps(path: str, lines: int) -> Steps[str]:
     return result.stdout if result.returncode == 0 else ""
 
 
+# The output dir is on the cluster: result files are read where they are, through the
+# transport. The directory is an argument of a fixed script, never part of it.
+_CAT_RESULTS = 'cat -- "$1"/results/*.jsonl 2>/dev/null; exit 0'
+
+
+def read_results_steps(output_dir: str) -> Steps[dict[str, ResultRecord]]:
+    result = yield Command(("sh", "-c", _CAT_RESULTS, "sh", output_dir))
+    return latest_records(parse_record_lines(result.check().stdout))
+
+
 # --- grace for jobs nobody knows ---------------------------------------------------------------
 @dataclass
 class StatusTracker:
@@ -311,8 +322,8 @@ class SlurmClient:
     def submit(self, request: SubmitRequest, *, adopt: bool = True) -> SubmittedJob:
         return self._drive(lambda: submit_steps(request, self.accounting, adopt))
 
-    def find(self, tag: str) -> str | None:
-        return self._drive(lambda: find_steps(tag, self.accounting))
+    def find(self, tag: str, *, deep: bool = True) -> str | None:
+        return self._drive(lambda: find_steps(tag, self.accounting, deep))
 
     def status(
         self, job_ids: Iterable[str], exit_files: Mapping[str, str] | None = None
@@ -326,6 +337,9 @@ class SlurmClient:
 
     def tail_logs(self, path: str, lines: int = 50) -> str:
         return self._drive(lambda: tail_steps(path, lines))
+
+    def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
+        return self._drive(lambda: read_results_steps(output_dir))
 
     def close(self) -> None:
         self.transport.close()
@@ -388,6 +402,9 @@ class AsyncSlurmClient:
 
     async def tail_logs(self, path: str, lines: int = 50) -> str:
         return await self._drive(lambda: tail_steps(path, lines))
+
+    async def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
+        return await self._drive(lambda: read_results_steps(output_dir))
 
     async def close(self) -> None:
         await self.transport.close()

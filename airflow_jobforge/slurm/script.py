@@ -18,7 +18,7 @@ from airflow_jobforge.config.models import ContainerParams, SlurmParams
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.node.spec import BatchSpec
 
-_TAG = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_TAG = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 JOB_NAME_PREFIX = "jf-"
 COMMENT_PREFIX = "jobforge:"
 HEREDOC = "JOBFORGE_BATCH_EOF"
@@ -61,7 +61,7 @@ def exit_file_path(slurm_dir: str, job_name: str, job_id: str) -> str:
 
 def check_tag(tag: str) -> str:
     if not _TAG.fullmatch(tag):
-        raise JobForgeError(f"submission tag {tag!r} must be 1-100 of A-Z a-z 0-9 _ . -")
+        raise JobForgeError(f"submission tag {tag!r} must be 1-200 of A-Z a-z 0-9 _ . -")
     return tag
 
 
@@ -155,19 +155,21 @@ def render(request: SubmitRequest) -> RenderedJob:
     script = f"""#!/bin/bash
 # airflow-jobforge batch {q(request.batch.batch)} (tag {q(request.tag)})
 set -u
+# SLURM gives the job id; the local backend (no SLURM) passes its own.
+job_id=${{SLURM_JOB_ID:-${{JOBFORGE_JOB_ID:?neither SLURM_JOB_ID nor JOBFORGE_JOB_ID is set}}}}
 out={q(out)}
 slurm_dir={q(slurm_dir)}
 mkdir -p "$out/batches" "$slurm_dir"
 batch_file="$out/batches/"{q(request.batch.batch)}".json"
-cat > "$batch_file.$SLURM_JOB_ID" <<'{HEREDOC}'
+cat > "$batch_file.$job_id" <<'{HEREDOC}'
 {batch_json}
 {HEREDOC}
-mv -f "$batch_file.$SLURM_JOB_ID" "$batch_file"
+mv -f "$batch_file.$job_id" "$batch_file"
 {pythonpath}{runner} &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT
 while :; do wait "$child"; rc=$?; kill -0 "$child" 2>/dev/null || break; done
-exit_file="$slurm_dir/"{q(name)}"-$SLURM_JOB_ID.exit"
+exit_file="$slurm_dir/"{q(name)}"-$job_id.exit"
 printf '%s\\n' "$rc" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"
 exit "$rc"
 """

@@ -1,0 +1,138 @@
+"""Run-time decisions of the provider's tasks, kept pure (no Airflow import) and tested alone:
+submission tags, job selection from DAG params, SLURM overrides, rerun batches.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from airflow_jobforge.config.models import ContainerParams, SlurmParams
+from airflow_jobforge.errors import JobForgeError
+from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.slurm.script import SubmitRequest
+
+OVERRIDABLE = ("partition", "account", "qos", "walltime")
+
+
+def run_key(dag_id: str, run_id: str) -> str:
+    """A short, tag-safe key unique per DAG run (run ids hold ':' and '+')."""
+    return hashlib.sha1(f"{dag_id}\0{run_id}".encode()).hexdigest()[:12]
+
+
+def safe_run_id(run_id: str) -> str:
+    """A run id as a directory name: 'manual__2026-01-01T00:00:00+00:00' keeps its meaning."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+
+
+def submit_tag(key: str, batch: str, try_number: int, kind: str = "t") -> str:
+    """Unique per (DAG run, batch, attempt): a restart of the same attempt adopts its job."""
+    return f"{key}.{batch}.{kind}{try_number}"
+
+
+def selected(names: Iterable[str], patterns: Sequence[str] | None) -> list[str]:
+    """Names matching any glob of `patterns`; all names when there are no patterns."""
+    names = list(names)
+    if not patterns:
+        return names
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+def restrict_batch(spec: BatchSpec, keep: Iterable[str], batch: str | None = None) -> BatchSpec:
+    """The batch with only the `keep` jobs (a rerun). Their blockers inside the batch that are
+    not rerun become external: the runner reads those blockers' latest records."""
+    keep = set(keep)
+    jobs = tuple(
+        JobSpec(
+            name=job.name,
+            command=job.command,
+            blocked_by=tuple(b for b in job.blocked_by if b in keep),
+            external_blockers=job.external_blockers
+            + tuple(b for b in job.blocked_by if b not in keep),
+            cancel_on_blocking_job_failure=job.cancel_on_blocking_job_failure,
+            extension=job.extension,
+        )
+        for job in spec.jobs
+        if job.name in keep
+    )
+    return BatchSpec(
+        batch or spec.batch,
+        jobs,
+        spec.num_processes,
+        spec.node_setup_command,
+        spec.node_teardown_command,
+        spec.env,
+    )
+
+
+def drop_unselected_blockers(spec: BatchSpec, patterns: Sequence[str] | None) -> BatchSpec:
+    """Blockers in other batches that the run's selection leaves out count as done."""
+    if not patterns:
+        return spec
+    jobs = tuple(
+        JobSpec(
+            name=j.name,
+            command=j.command,
+            blocked_by=j.blocked_by,
+            external_blockers=tuple(selected(j.external_blockers, patterns)),
+            cancel_on_blocking_job_failure=j.cancel_on_blocking_job_failure,
+            extension=j.extension,
+        )
+        for j in spec.jobs
+    )
+    return BatchSpec(
+        spec.batch,
+        jobs,
+        spec.num_processes,
+        spec.node_setup_command,
+        spec.node_teardown_command,
+        spec.env,
+    )
+
+
+def apply_overrides(slurm: SlurmParams, params: Mapping[str, Any]) -> SlurmParams:
+    """DAG-run params that override the group's partition/account/qos/walltime (validated)."""
+    update = {k: params[k] for k in OVERRIDABLE if params.get(k) not in (None, "")}
+    if not update:
+        return slurm
+    try:
+        return SlurmParams.model_validate({**slurm.model_dump(), **update})
+    except ValueError as exc:
+        raise JobForgeError(f"invalid DAG run parameter: {exc}") from None
+
+
+def request_to_dict(request: SubmitRequest) -> dict[str, Any]:
+    """A SubmitRequest as XCom-safe JSON data, so a later task can resubmit it."""
+    return {
+        "tag": request.tag,
+        "batch": request.batch.to_dict(),
+        "slurm": request.slurm.model_dump(mode="json"),
+        "output_dir": request.output_dir,
+        "container": request.container.model_dump(mode="json") if request.container else None,
+        "python": request.python,
+        "pythonpath": request.pythonpath,
+        "workdir": request.workdir,
+    }
+
+
+def request_from_dict(data: Mapping[str, Any]) -> SubmitRequest:
+    container = data.get("container")
+    return SubmitRequest(
+        tag=data["tag"],
+        batch=BatchSpec.from_dict(dict(data["batch"])),
+        slurm=SlurmParams.model_validate(data["slurm"]),
+        output_dir=data["output_dir"],
+        container=ContainerParams.model_validate(container) if container else None,
+        python=data.get("python") or "python3",
+        pythonpath=data.get("pythonpath"),
+        workdir=data.get("workdir"),
+    )
+
+
+def rerun_names(batch: str, names: Sequence[str], try_number: int) -> tuple[str, str]:
+    """(batch file name, tag part) of a rerun of `names`: short, unique per attempt."""
+    digest = hashlib.sha1("\0".join(sorted(names)).encode()).hexdigest()[:8]
+    return f"{batch}-rerun{try_number}-{digest}", f"{batch}.r{try_number}-{digest}"

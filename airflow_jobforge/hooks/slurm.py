@@ -1,0 +1,132 @@
+"""SlurmHook: which cluster, and how to reach it (local CLI, SSH, or the local backend).
+
+Connection type `slurm`. Its extras: `ssh_conn_id` (reach the cluster through that SSH
+connection; empty = the SLURM CLI on the worker), `partition`, `account` (defaults for groups
+that set none), `python` (interpreter on the nodes, default python3), `pythonpath`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from airflow.sdk import BaseHook
+
+from airflow_jobforge.errors import JobForgeError
+
+Backend = Literal["local", "slurm"]
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Everything tasks and triggers need to reach a cluster; plain data, serializable."""
+
+    backend: Backend = "slurm"
+    slurm_conn_id: str | None = None
+    ssh_conn_id: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    python: str = "python3"
+    pythonpath: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str | None, str | None]:
+        return (self.backend, self.slurm_conn_id, self.ssh_conn_id)
+
+
+class SlurmHook(BaseHook):
+    conn_name_attr = "slurm_conn_id"
+    default_conn_name = "slurm_default"
+    conn_type = "slurm"
+    hook_name = "SLURM (jobforge)"
+
+    def __init__(
+        self,
+        slurm_conn_id: str | None = None,
+        *,
+        backend: Backend = "slurm",
+        ssh_conn_id: str | None = None,
+        python: str | None = None,
+        pythonpath: str | None = None,
+    ) -> None:
+        super().__init__()
+        if backend not in ("local", "slurm"):
+            raise JobForgeError(f"unknown backend {backend!r}: use 'local' or 'slurm'")
+        extra: dict[str, Any] = {}
+        if slurm_conn_id:
+            extra = self.get_connection(slurm_conn_id).extra_dejson
+        self.settings = ClusterSettings(
+            backend=backend,
+            slurm_conn_id=slurm_conn_id,
+            ssh_conn_id=ssh_conn_id or extra.get("ssh_conn_id") or None,
+            partition=extra.get("partition") or None,
+            account=extra.get("account") or None,
+            python=python or extra.get("python") or "python3",
+            pythonpath=pythonpath or extra.get("pythonpath") or None,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: ClusterSettings) -> SlurmHook:
+        hook = cls.__new__(cls)
+        BaseHook.__init__(hook)
+        hook.settings = settings
+        return hook
+
+    def get_client(self) -> Any:
+        """SlurmClient (local CLI or SSH) or LocalClient, all with the same interface."""
+        if self.settings.backend == "local":
+            from airflow_jobforge.local_backend import LocalClient
+
+            return LocalClient()
+        from airflow_jobforge.slurm.client import SlurmClient
+
+        if self.settings.ssh_conn_id:
+            from airflow_jobforge.hooks.ssh_transport import SSHTransport
+
+            return SlurmClient(SSHTransport(self.settings.ssh_conn_id))
+        from airflow_jobforge.slurm.transport import LocalTransport
+
+        return SlurmClient(LocalTransport())
+
+    def get_async_client(self) -> Any:
+        if self.settings.backend == "local":
+            from airflow_jobforge.local_backend import AsyncLocalClient
+
+            return AsyncLocalClient()
+        from airflow_jobforge.slurm.client import AsyncSlurmClient
+
+        if self.settings.ssh_conn_id:
+            from airflow_jobforge.hooks.ssh_transport import AsyncSSHTransport
+
+            return AsyncSlurmClient(AsyncSSHTransport(self.settings.ssh_conn_id))
+        from airflow_jobforge.slurm.transport import AsyncLocalTransport
+
+        return AsyncSlurmClient(AsyncLocalTransport())
+
+    def run_command(self, command: str) -> tuple[int, str, str]:
+        """Run a config's setup/teardown command where jobs are submitted (worker/login node)."""
+        argv = ["bash", "-c", command]
+        if self.settings.backend == "slurm" and self.settings.ssh_conn_id:
+            from airflow_jobforge.hooks.ssh_transport import SSHTransport
+
+            transport: Any = SSHTransport(self.settings.ssh_conn_id)
+        else:
+            from airflow_jobforge.slurm.transport import LocalTransport
+
+            transport = LocalTransport()
+        try:
+            result = transport.run(argv, timeout=24 * 3600)
+        finally:
+            transport.close()
+        return result.returncode, result.stdout, result.stderr
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema", "port", "login", "password", "host"],
+            "relabeling": {},
+            "placeholders": {
+                "extra": '{"ssh_conn_id": "hpc_login", "partition": "short", '
+                '"account": "myproject", "python": "/opt/venvs/jobforge/bin/python"}'
+            },
+        }

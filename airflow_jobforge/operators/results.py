@@ -1,0 +1,214 @@
+"""Result tasks: what each job did, in the task log and XCom; re-runs on clear/retry.
+
+`JobResultOperator` reports one job, `BatchResultOperator` all jobs of a batch (one Airflow
+task instead of hundreds, for large configs). On their first try they read the records the
+batch left. On a later try — the user cleared the task, or retries are configured — the jobs
+that did not succeed are submitted again, alone, as one SLURM job, and the task waits for it
+(deferred), then reports their new records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+from airflow_jobforge.execution import request_from_dict, rerun_names, restrict_batch, selected
+from airflow_jobforge.operators.base import (
+    ClusterMixin,
+    context_run_key,
+    run_output_dir,
+)
+from airflow_jobforge.results import ResultRecord, summarize
+from airflow_jobforge.triggers.slurm import SlurmJobTrigger
+
+TAIL_LINES = 30
+MAX_TAILS = 5
+
+
+def describe(name: str, record: ResultRecord | None) -> str:
+    if record is None:
+        return f"{name}: missing (no result record: walltime, node failure or batch killed?)"
+    if record.status == "finished":
+        return f"{name}: finished, return code {record.return_code}, {record.exec_time_s:.2f}s"
+    return f"{name}: {record.status}" + (f" ({record.reason})" if record.reason else "")
+
+
+class _ResultBase(ClusterMixin, BaseOperator):
+    ui_color = "#f0e6d6"
+
+    def __init__(
+        self,
+        *,
+        jobs: list[str],
+        batch: str,
+        output_dir: str,
+        cluster: dict[str, Any],
+        submit_task_id: str,
+        poll_interval: float = 2.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.jobs = jobs
+        self.batch = batch
+        self.output_dir = output_dir
+        self.cluster = cluster
+        self.submit_task_id = submit_task_id
+        self.poll_interval = poll_interval
+
+    def _selected(self, context: Any) -> list[str]:
+        names = selected(self.jobs, context["params"].get("jobs") or [])
+        if not names:
+            raise AirflowSkipException("not selected in this run")
+        return names
+
+    def execute(self, context: Any) -> Any:
+        names = self._selected(context)
+        if context["ti"].try_number > 1:
+            records = self._records(context)
+            again = [n for n in names if n not in records or not records[n].succeeded]
+            if again:
+                self._rerun(context, again)  # defers; resumes in execute_complete
+        return self._report(context, names)
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        self.log.info("rerun SLURM job %s ended %s", event["job_id"], event.get("state"))
+        return self._report(context, self._selected(context))
+
+    def _records(self, context: Any) -> dict[str, ResultRecord]:
+        client = self.hook.get_client()
+        try:
+            return client.read_results(run_output_dir(self.output_dir, context))
+        finally:
+            client.close()
+
+    def _rerun(self, context: Any, names: list[str]) -> None:
+        submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
+        if not submitted:
+            raise AirflowException(f"batch {self.batch} was never submitted: nothing to rerun")
+        request = request_from_dict(submitted["request"])
+        try_number = context["ti"].try_number
+        batch_name, tag_part = rerun_names(self.batch, names, try_number)
+        tag = f"{context_run_key(context)}.{tag_part}"
+        request = request.__class__(
+            **{
+                **request.__dict__,
+                "tag": tag,
+                "batch": restrict_batch(request.batch, names, batch_name),
+            }
+        )
+        client = self.hook.get_client()
+        try:
+            job = client.submit(request, adopt=True)
+        finally:
+            client.close()
+        self.log.info(
+            "re-running %d job(s) alone as SLURM job %s: %s",
+            len(names),
+            job.job_id,
+            ", ".join(names[:20]),
+        )
+        self.defer(
+            trigger=SlurmJobTrigger(job.job_id, job.exit_file, self.cluster, self.poll_interval),
+            method_name="execute_complete",
+        )
+
+    def _tail(self, client: Any, context: Any, name: str, suffix: str) -> str:
+        path = f"{run_output_dir(self.output_dir, context)}/job-output/{name}.{suffix}"
+        return client.tail_logs(path, TAIL_LINES)
+
+    def _report(self, context: Any, names: list[str]) -> Any:
+        raise NotImplementedError
+
+
+class JobResultOperator(_ResultBase):
+    """One job: success, failure with its stderr tail, canceled (skipped), or missing."""
+
+    def __init__(self, *, job: str, **kwargs: Any) -> None:
+        super().__init__(jobs=[job], **kwargs)
+        self.job = job
+
+    def _report(self, context: Any, names: list[str]) -> Any:
+        client = self.hook.get_client()
+        try:
+            record = client.read_results(run_output_dir(self.output_dir, context)).get(self.job)
+            self.log.info(describe(self.job, record))
+            if record is not None and record.hpc_job_id:
+                self.log.info("SLURM job id: %s", record.hpc_job_id)
+            if record is not None and record.status == "finished":
+                for suffix in ("out", "err"):
+                    tail = self._tail(client, context, self.job, suffix)
+                    if tail.strip():
+                        self.log.info("%s.%s (last lines):\n%s", self.job, suffix, tail)
+        finally:
+            client.close()
+        if record is None or record.status == "missing":
+            raise AirflowException(describe(self.job, record))
+        if record.status == "canceled":
+            raise AirflowSkipException(f"canceled: {record.reason}")
+        if record.return_code != 0:
+            raise AirflowException(f"job {self.job} failed with return code {record.return_code}")
+        return record.__dict__
+
+
+class BatchResultOperator(_ResultBase):
+    """All jobs of a batch in one task: a table in the log, every record in XCom."""
+
+    def _report(self, context: Any, names: list[str]) -> Any:
+        client = self.hook.get_client()
+        try:
+            records = client.read_results(run_output_dir(self.output_dir, context))
+            bad = []
+            lines = []
+            for name in names:
+                record = records.get(name)
+                lines.append(describe(name, record))
+                if (
+                    record is None
+                    or record.status == "missing"
+                    or (record.status == "finished" and record.return_code != 0)
+                ):
+                    bad.append(name)
+            self.log.info("batch %s, %d jobs:\n%s", self.batch, len(names), "\n".join(lines))
+            for name in bad[:MAX_TAILS]:
+                tail = self._tail(client, context, name, "err")
+                if tail.strip():
+                    self.log.info("%s.err (last lines):\n%s", name, tail)
+        finally:
+            client.close()
+        results = {n: records[n].__dict__ for n in names if n in records}
+        context["ti"].xcom_push(key="results", value=results)
+        if bad:
+            raise AirflowException(
+                f"{len(bad)} of {len(names)} jobs did not succeed: {', '.join(bad[:20])}; "
+                "clear this task to re-run them alone"
+            )
+        return {
+            "jobs": len(names),
+            "succeeded": sum(r["return_code"] == 0 for r in results.values()),
+        }
+
+
+class RunSummaryOperator(_ResultBase):
+    """The last task of a run: JADE's summary of every selected job; fails if any failed or
+    is missing, so the DAG run's state tells the truth even when the failed job is no leaf."""
+
+    def execute(self, context: Any) -> Any:
+        return self._report(context, self._selected(context))
+
+    def _report(self, context: Any, names: list[str]) -> Any:
+        records = self._records(context)
+        summary = summarize((records[n] for n in names if n in records), names)
+        self.log.info("%s (output: %s)", summary, run_output_dir(self.output_dir, context))
+        bad = [
+            n
+            for n in names
+            if n not in records
+            or records[n].status == "missing"
+            or (records[n].status == "finished" and records[n].return_code != 0)
+        ]
+        if bad:
+            raise AirflowException(f"{summary}; not successful: {', '.join(bad[:20])}")
+        return asdict(summary)

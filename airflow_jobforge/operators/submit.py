@@ -1,0 +1,135 @@
+"""SlurmSubmitOperator: render and submit one batch, or adopt the job a restart left."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+from airflow_jobforge.config.models import ContainerParams, SlurmParams
+from airflow_jobforge.execution import (
+    apply_overrides,
+    drop_unselected_blockers,
+    request_to_dict,
+    restrict_batch,
+    selected,
+    submit_tag,
+)
+from airflow_jobforge.node.spec import BatchSpec
+from airflow_jobforge.operators.base import (
+    ClusterMixin,
+    context_run_key,
+    job_info,
+    run_output_dir,
+)
+from airflow_jobforge.slurm.client import SubmittedJob
+from airflow_jobforge.slurm.script import SubmitRequest
+from airflow_jobforge.slurm.states import Outcome
+
+
+class SlurmSubmitOperator(ClusterMixin, BaseOperator):
+    """Submits a batch; pushes the SLURM job id (and how to resubmit it) to XCom.
+
+    Adoption: the tag is unique per (DAG run, batch, try). A restart of the same try finds
+    its job by tag; a retry finds the previous try's job and adopts it while it still runs
+    (the worker died, not the job); a retry after that job ended submits anew.
+    """
+
+    ui_color = "#d6e4f0"
+
+    def __init__(
+        self,
+        *,
+        batch: dict[str, Any],
+        slurm: dict[str, Any],
+        output_dir: str,
+        cluster: dict[str, Any],
+        container: dict[str, Any] | None = None,
+        workdir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.batch = batch
+        self.slurm = slurm
+        self.output_dir = output_dir
+        self.cluster = cluster
+        self.container = container
+        self.workdir = workdir
+        self._client: Any = None
+        self._job: SubmittedJob | None = None
+
+    def build_request(self, context: Any) -> SubmitRequest:
+        params = context["params"]
+        patterns = params.get("jobs") or []
+        spec = BatchSpec.from_dict(self.batch)
+        names = selected((j.name for j in spec.jobs), patterns)
+        if not names:
+            raise AirflowSkipException(f"no job of batch {spec.batch} is selected by {patterns}")
+        spec = drop_unselected_blockers(restrict_batch(spec, names), patterns)
+        settings = self.settings
+        slurm = SlurmParams.model_validate(self.slurm)
+        defaults = {"partition": settings.partition, "account": settings.account}
+        slurm = apply_overrides(
+            slurm, {k: v for k, v in defaults.items() if getattr(slurm, k) is None}
+        )
+        slurm = apply_overrides(slurm, params)
+        return SubmitRequest(
+            tag=submit_tag(context_run_key(context), spec.batch, context["ti"].try_number),
+            batch=spec,
+            slurm=slurm,
+            output_dir=run_output_dir(self.output_dir, context),
+            container=ContainerParams.model_validate(self.container) if self.container else None,
+            python=settings.python,
+            pythonpath=settings.pythonpath,
+            workdir=self.workdir,
+        )
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        request = self.build_request(context)
+        self._client = client = self.hook.get_client()
+        try:
+            job = self._adopt(client, request, context)
+            if job is None:
+                job = client.submit(request, adopt=False)
+            self._job = job
+        finally:
+            client.close()
+        verb = "adopted" if job.adopted else "submitted"
+        self.log.info(
+            "%s SLURM job %s for batch %s (%d jobs); stdout %s",
+            verb,
+            job.job_id,
+            request.batch.batch,
+            len(request.batch.jobs),
+            job.stdout_path,
+        )
+        return job_info(job, request_to_dict(request))
+
+    def _adopt(self, client: Any, request: SubmitRequest, context: Any) -> SubmittedJob | None:
+        try_number = context["ti"].try_number
+        candidates = [(request.tag, True)]
+        if try_number > 1:
+            previous = submit_tag(context_run_key(context), request.batch.batch, try_number - 1)
+            candidates.append((previous, False))
+        for tag, adopt_finished in candidates:
+            job_id = client.find(tag, deep=try_number > 1)
+            if job_id is None:
+                continue
+            job = SubmittedJob(
+                job_id, f"jf-{tag}", f"{request.output_dir.rstrip('/')}/slurm", adopted=True
+            )
+            if adopt_finished:
+                return job
+            status = client.status([job_id], {job_id: job.exit_file})[job_id]
+            if status.outcome in (Outcome.RUNNING, Outcome.UNKNOWN):
+                return job
+        return None
+
+    def on_kill(self) -> None:
+        if self._job is not None:
+            client = self.hook.get_client()
+            try:
+                client.cancel([self._job.job_id])
+            finally:
+                client.close()

@@ -1,0 +1,109 @@
+"""One status query per poll for every job waited on in a process (the triggerer).
+
+N deferred sensors on one cluster register their job here; a single loop asks the cluster
+for all of them at once (one squeue), hands each watcher its job's status, and backs off
+(doubling up to `max_interval`) while nothing changes, resetting when something does or a
+new job arrives. Pollers are per (event loop, cluster): the triggerer has one loop, while
+`dag.test()` runs each trigger in a fresh loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_jobforge.slurm.client import StatusTracker
+from airflow_jobforge.slurm.states import JobStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Watch:
+    exit_file: str | None
+    queue: asyncio.Queue[JobStatus] = field(default_factory=asyncio.Queue)
+    last: tuple[str, str] | None = None
+
+
+class SharedPoller:
+    _registry: dict[tuple[int, Hashable], SharedPoller] = {}
+
+    def __init__(
+        self,
+        client: Any,
+        min_interval: float = 2.0,
+        max_interval: float = 60.0,
+        grace_s: float = 300.0,
+    ) -> None:
+        self.client = client
+        self.min_interval = min_interval
+        self.max_interval = max_interval
+        self.tracker = StatusTracker(grace_s=grace_s)
+        self.watches: dict[str, _Watch] = {}
+        self.polls = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_cluster(cls, key: Hashable, make: Callable[[], SharedPoller]) -> SharedPoller:
+        loop_key = (id(asyncio.get_running_loop()), key)
+        poller = cls._registry.get(loop_key)
+        if poller is None or poller._task is None or poller._task.done():
+            if poller is not None and poller.watches:
+                make_new = make()
+                make_new.watches = poller.watches
+                poller = make_new
+            else:
+                poller = make()
+            cls._registry[loop_key] = poller
+            poller._task = asyncio.get_running_loop().create_task(poller._loop(loop_key))
+        return poller
+
+    async def watch(self, job_id: str, exit_file: str | None) -> AsyncIterator[JobStatus]:
+        """Every new status of `job_id` until the caller stops iterating."""
+        watch = self.watches.setdefault(job_id, _Watch(exit_file))
+        self._wake.set()
+        try:
+            while True:
+                yield await watch.queue.get()
+        finally:
+            self.watches.pop(job_id, None)
+
+    async def _loop(self, loop_key: tuple[int, Hashable]) -> None:
+        interval = self.min_interval
+        try:
+            while self.watches:
+                self._wake.clear()
+                ids = list(self.watches)
+                changed = False
+                try:
+                    exit_files = {i: w.exit_file for i, w in self.watches.items() if w.exit_file}
+                    statuses = self.tracker.resolve(await self.client.status(ids, exit_files))
+                    self.polls += 1
+                except Exception:  # the cluster is unreachable now: keep waiting, backed off
+                    log.exception("status poll of %d SLURM jobs failed", len(ids))
+                    statuses = {}
+                for job_id, status in statuses.items():
+                    watch = self.watches.get(job_id)
+                    if watch is None:
+                        continue
+                    if watch.last != (status.state, status.outcome.value):
+                        watch.last = (status.state, status.outcome.value)
+                        watch.queue.put_nowait(status)
+                        changed = True
+                interval = self.min_interval if changed else min(interval * 2, self.max_interval)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=interval)
+                    interval = self.min_interval  # a new job: poll it soon
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            if self._registry.get(loop_key) is self:
+                del self._registry[loop_key]
+            try:
+                await self.client.close()
+            except Exception:  # a broken connection may fail to close, too
+                pass

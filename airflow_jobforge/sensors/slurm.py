@@ -1,0 +1,162 @@
+"""SlurmJobSensor: waits for a batch's SLURM job; deferrable by default, poke mode too.
+
+Owns the batch's SLURM-level failures: NODE_FAIL / BOOT_FAIL / PREEMPTED raise a retryable
+error, and the next try resubmits the batch (new tag); TIMEOUT, OUT_OF_MEMORY and
+cancellation fail without retries. A batch whose jobs merely failed (runner exit 1) is a
+success here: per-job outcomes are for the result tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+from airflow_jobforge.execution import request_from_dict, submit_tag
+from airflow_jobforge.operators.base import ClusterMixin, context_run_key, job_info
+from airflow_jobforge.slurm.client import StatusTracker, SubmittedJob
+from airflow_jobforge.slurm.states import JobStatus, Outcome
+from airflow_jobforge.triggers.slurm import SlurmJobTrigger
+
+RUNNER_JOBS_FAILED = 1  # the node runner's exit code when the batch ran but jobs failed
+
+
+class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
+    ui_color = "#e8f0d6"
+
+    def __init__(
+        self,
+        *,
+        submit_task_id: str,
+        cluster: dict[str, Any],
+        deferrable: bool = True,
+        poll_interval: float = 2.0,
+        max_poll_interval: float = 60.0,
+        grace_s: float = 300.0,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(**kwargs)
+        self.submit_task_id = submit_task_id
+        self.cluster = cluster
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.grace_s = grace_s
+        self._job: dict[str, Any] | None = None
+        self._tracker: StatusTracker | None = None
+
+    # --- which job ---------------------------------------------------------------------------
+    def _current_job(self, context: Any) -> dict[str, Any]:
+        submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
+        if not submitted:
+            raise AirflowSkipException("the batch was not submitted")
+        try_number = context["ti"].try_number
+        if try_number == 1:
+            return submitted
+        client = self.hook.get_client()
+        try:
+            request = request_from_dict(submitted["request"])
+            key, batch = context_run_key(context), request.batch.batch
+            own = client.find(submit_tag(key, batch, try_number, "w"))
+            if own is not None:  # this try already resubmitted before a restart
+                return self._info(own, submit_tag(key, batch, try_number, "w"), submitted)
+            previous = submitted
+            if try_number > 2:
+                tag = submit_tag(key, batch, try_number - 1, "w")
+                found = client.find(tag)
+                if found is not None:
+                    previous = self._info(found, tag, submitted)
+            status = client.status(
+                [previous["job_id"]], {previous["job_id"]: previous["exit_file"]}
+            )
+            if status[previous["job_id"]].outcome is not Outcome.RETRYABLE:
+                return previous  # still running (adopt it) or a final outcome to report
+            request = request.__class__(
+                **{**request.__dict__, "tag": submit_tag(key, batch, try_number, "w")}
+            )
+            job = client.submit(request, adopt=False)
+            self.log.info(
+                "resubmitted batch %s after %s as SLURM job %s",
+                batch,
+                status[previous["job_id"]].state,
+                job.job_id,
+            )
+            return job_info(job, submitted["request"])
+        finally:
+            client.close()
+
+    @staticmethod
+    def _info(job_id: str, tag: str, submitted: dict[str, Any]) -> dict[str, Any]:
+        job = SubmittedJob(job_id, f"jf-{tag}", submitted["slurm_dir"], adopted=True)
+        return job_info(job, submitted["request"])
+
+    # --- waiting -----------------------------------------------------------------------------
+    def execute(self, context: Any) -> Any:
+        self._job = job = self._current_job(context)
+        self.log.info("waiting for SLURM job %s (stdout %s)", job["job_id"], job["stdout"])
+        if not self.deferrable:
+            return super().execute(context)
+        self.defer(
+            trigger=SlurmJobTrigger(
+                job["job_id"],
+                job["exit_file"],
+                self.cluster,
+                self.poll_interval,
+                self.max_poll_interval,
+                self.grace_s,
+                echo=job,
+            ),
+            method_name="execute_complete",
+        )
+
+    def poke(self, context: Any) -> PokeReturnValue | bool:
+        job = self._job
+        assert job is not None
+        self._tracker = self._tracker or StatusTracker(grace_s=self.grace_s)
+        client = self.hook.get_client()
+        try:
+            status = self._tracker.resolve(
+                client.status([job["job_id"]], {job["job_id"]: job["exit_file"]})
+            )[job["job_id"]]
+        finally:
+            client.close()
+        if not status.terminal:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._conclude(job, status))
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        job = event.pop("echo")
+        status = JobStatus(**{**event, "outcome": Outcome(event["outcome"])})
+        return self._conclude(job, status)
+
+    def _conclude(self, job: dict[str, Any], status: JobStatus) -> dict[str, Any]:
+        client = self.hook.get_client()
+        try:
+            for label, path in (("stdout", job["stdout"]), ("stderr", job["stderr"])):
+                tail = client.tail_logs(path, 20)
+                if tail.strip():
+                    self.log.info("SLURM job %s %s (last lines):\n%s", job["job_id"], label, tail)
+        finally:
+            client.close()
+        summary = f"SLURM job {job['job_id']} ended {status.state}" + (
+            f" ({status.reason})" if status.reason else ""
+        )
+        self.log.info(summary)
+        if status.outcome is Outcome.SUCCEEDED or (
+            status.outcome is Outcome.FAILED and status.exit_code == RUNNER_JOBS_FAILED
+        ):
+            return {**job, "state": status.state}
+        if status.outcome is Outcome.RETRYABLE:
+            raise AirflowException(f"{summary}: the batch is resubmitted on retry")
+        raise AirflowFailException(f"{summary}: not retried")
+
+    def on_kill(self) -> None:
+        """Poke mode: the task is killed while waiting; deferred waits cancel in the trigger."""
+        if self._job is not None:
+            client = self.hook.get_client()
+            try:
+                client.cancel([self._job["job_id"]])
+            finally:
+                client.close()

@@ -1,0 +1,89 @@
+"""SlurmJobTrigger: waits for one SLURM (or local-backend) job through the shared poller."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
+from airflow_jobforge.poller import SharedPoller
+
+
+class SlurmJobTrigger(BaseTrigger):
+    def __init__(
+        self,
+        job_id: str,
+        exit_file: str | None,
+        cluster: dict[str, Any],
+        poll_interval: float = 2.0,
+        max_poll_interval: float = 60.0,
+        grace_s: float = 300.0,
+        echo: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        # Returned in the event: dag.test() drops defer() kwargs, the triggerer does not.
+        self.echo = echo
+        self.job_id = job_id
+        self.exit_file = exit_file
+        self.cluster = cluster
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.grace_s = grace_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job_id": self.job_id,
+                "exit_file": self.exit_file,
+                "cluster": self.cluster,
+                "poll_interval": self.poll_interval,
+                "max_poll_interval": self.max_poll_interval,
+                "grace_s": self.grace_s,
+                "echo": self.echo,
+            },
+        )
+
+    def _hook(self) -> SlurmHook:
+        return SlurmHook.from_settings(ClusterSettings(**self.cluster))
+
+    def _poller(self) -> SharedPoller:
+        settings = ClusterSettings(**self.cluster)
+        return SharedPoller.for_cluster(
+            settings.key,
+            lambda: SharedPoller(
+                self._hook().get_async_client(),
+                self.poll_interval,
+                self.max_poll_interval,
+                self.grace_s,
+            ),
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        poller = self._poller()
+        async for status in poller.watch(self.job_id, self.exit_file):
+            self.log.info(
+                "SLURM job %s: %s%s",
+                self.job_id,
+                status.state,
+                f" ({status.reason})" if status.reason else "",
+            )
+            if status.terminal:
+                payload = asdict(status)
+                payload["outcome"] = status.outcome.value
+                payload["echo"] = self.echo
+                yield TriggerEvent(payload)
+                return
+
+    async def on_kill(self) -> None:
+        """The user killed the waiting task (mark failed/success, clear): cancel the job."""
+        client = self._hook().get_async_client()
+        try:
+            await asyncio.wait_for(client.cancel([self.job_id]), timeout=60)
+            self.log.info("cancelled SLURM job %s", self.job_id)
+        finally:
+            await client.close()
