@@ -2,7 +2,7 @@
 
 N deferred sensors on one cluster register their job here; a single loop asks the cluster
 for all of them at once (one squeue), hands each watcher its job's status, and backs off
-(doubling up to `max_interval`) while nothing changes, resetting when something does or a
+(x1.5 per quiet poll, up to `max_interval`) while nothing changes, resetting when something does or a
 new job arrives. Pollers are per (event loop, cluster): the triggerer has one loop, while
 `dag.test()` runs each trigger in a fresh loop.
 """
@@ -20,6 +20,9 @@ from airflow_jobforge.slurm.states import JobStatus
 
 log = logging.getLogger(__name__)
 
+# Gentle: a batch's end is noticed at most half an interval late after a quiet stretch.
+BACKOFF = 1.5
+
 
 @dataclass
 class _Watch:
@@ -35,7 +38,7 @@ class SharedPoller:
         self,
         client: Any,
         min_interval: float = 2.0,
-        max_interval: float = 60.0,
+        max_interval: float = 30.0,
         grace_s: float = 300.0,
     ) -> None:
         self.client = client
@@ -94,7 +97,9 @@ class SharedPoller:
                         watch.last = (status.state, status.outcome.value)
                         watch.queue.put_nowait(status)
                         changed = True
-                interval = self.min_interval if changed else min(interval * 2, self.max_interval)
+                interval = (
+                    self.min_interval if changed else min(interval * BACKOFF, self.max_interval)
+                )
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=interval)
                     interval = self.min_interval  # a new job: poll it soon

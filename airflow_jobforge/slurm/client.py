@@ -103,14 +103,14 @@ def is_transient(result: CommandResult) -> bool:
 
 
 # --- operations ------------------------------------------------------------------------------
-def find_steps(tag: str, accounting: Accounting) -> Steps[str | None]:
-    """The id of our job submitted with `tag`, if any: squeue first, then sacct."""
+def find_steps(tag: str, accounting: Accounting, deep: bool = True) -> Steps[str | None]:
+    """The id of our job submitted with `tag`, if any: squeue, then (deep) sacct."""
     name = job_name_for(tag)
     result = yield Command(
         ("squeue", "-h", "--me", "--states=all", f"--name={name}", f"--Format={SQUEUE_FIELDS}")
     )
     found = parse_squeue(result.check().stdout)
-    if not found and accounting.enabled is not False:
+    if not found and deep and accounting.enabled is not False:
         result = yield Command(
             (
                 "sacct",
@@ -219,7 +219,7 @@ _CAT_RESULTS = 'cat -- "$1"/results/*.jsonl 2>/dev/null; exit 0'
 
 def read_results_steps(output_dir: str) -> Steps[dict[str, ResultRecord]]:
     result = yield Command(("sh", "-c", _CAT_RESULTS, "sh", output_dir))
-    return latest_records(parse_record_lines(result.check().stdout))
+    return latest_records(parse_record_lines(result.check().stdout.splitlines()))
 
 
 # --- grace for jobs nobody knows ---------------------------------------------------------------

@@ -232,3 +232,18 @@ def test_async_client_runs_the_same_operations():
     statuses, tail = asyncio.run(go())
     assert statuses["34"].outcome is Outcome.CANCELLED and tail == "last line\n"
     assert transport.calls[-1] == ("tail", "-n", "5", "--", "/o/x.out")
+
+
+def test_result_records_are_read_through_the_transport_newest_first():
+    lines = (
+        '{"name":"a","status":"finished","return_code":1,"exec_time_s":1,"start":1,"end":2,'
+        '"batch":"b"}\n'
+        '{"name":"a","status":"finished","return_code":0,"exec_time_s":1,"start":3,"end":4,'
+        '"batch":"b-rerun"}\n'
+        '{"name":"b","status":"canceled","return_code":null,"exec_time_s":0,"start":null,'
+        '"end":2,"batch":"b"}\n{"name":"c","sta'
+    )
+    c, t, _ = client({"sh": [(0, lines, "")]})
+    records = c.read_results("/o/run 1")
+    assert t.calls[0][-1] == "/o/run 1", "the directory is an argument, not part of the script"
+    assert records["a"].succeeded and records["b"].status == "canceled" and "c" not in records
