@@ -2,8 +2,8 @@
 
 N deferred sensors on one cluster register their job here; a single loop asks the cluster
 for all of them at once (one squeue), hands each watcher its job's status, and backs off
-(x1.5 per quiet poll, up to `max_interval`) while nothing changes, resetting when something does or a
-new job arrives. Pollers are per (event loop, cluster): the triggerer has one loop, while
+(x1.5 per quiet poll, up to `max_interval`) while nothing changes, resetting when something
+does or a new job arrives. Pollers are per (event loop, cluster): the triggerer has one loop, while
 `dag.test()` runs each trigger in a fresh loop.
 """
 
