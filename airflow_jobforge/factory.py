@@ -242,7 +242,7 @@ def add_job_tasks(
     last >> summary
     last = [summary]
     if setup is not None:
-        setup >> list(submits.values())
+        setup >> first  # the other batches follow these; Airflow wants ALL_SUCCESS after a setup
         first = [setup]
     if config.teardown_command:
         teardown = JobForgeCommandOperator(

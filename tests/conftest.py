@@ -1,6 +1,16 @@
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+# Airflow reads its home on first import: give the test session its own, never ~/airflow.
+_HOME = tempfile.mkdtemp(prefix="jobforge-test-airflow-")
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(_HOME, "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
 
 @pytest.fixture(autouse=True)

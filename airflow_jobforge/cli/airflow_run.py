@@ -115,6 +115,9 @@ def run_config(
     }
     options = {k: v for k, v in options.items() if v is not None}
     dag_file = home.resolve() / "dags" / f"{dag_id}.py"
+    for stale in dag_file.parent.glob("jobforge_*.py"):  # dag.test() parses the whole folder
+        if stale != dag_file:
+            stale.unlink()
     dag_file.write_text(
         DAG_FILE_TEMPLATE.format(
             config=str(Path(config_file).resolve()), dag_id=dag_id, options=options

@@ -1,0 +1,230 @@
+"""DAG shape built by the factory (no metadata DB needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_jobforge.config import parse_configuration
+from airflow_jobforge.errors import ConfigError, JobForgeError
+from airflow_jobforge.execution import (
+    apply_overrides,
+    restrict_batch,
+    run_key,
+    safe_run_id,
+    selected,
+)
+from airflow_jobforge.factory import JobForgeTaskGroup, build_dag, load_dags
+from airflow_jobforge.node.spec import BatchSpec, JobSpec
+
+THREE_GROUPS = {
+    "jobs": [
+        {"name": "prep", "command": "echo prep", "submission_group": "a"},
+        {"name": "a2", "command": "true", "submission_group": "a"},
+        {"name": "a3", "command": "true", "submission_group": "a"},
+        {"name": "sim1", "command": "exit 3", "submission_group": "b", "blocked_by": ["prep"]},
+        {"name": "sim2", "command": "true", "submission_group": "b", "blocked_by": ["prep"]},
+        {
+            "name": "post1",
+            "command": "true",
+            "submission_group": "c",
+            "blocked_by": ["sim1"],
+            "cancel_on_blocking_job_failure": True,
+        },
+        {"name": "post2", "command": "true", "submission_group": "c", "blocked_by": ["sim1"]},
+    ],
+    "submission_groups": [
+        {"name": "a", "batching": {"per_node_batch_size": 2}},
+        {"name": "b", "batching": {"per_node_batch_size": 1}},
+        {"name": "c", "batching": {"per_node_batch_size": 10}},
+    ],
+    "setup_command": "echo setup",
+    "teardown_command": "echo teardown",
+    "job_post_process_config": {"module": "m", "class": "C", "data": {"k": 1}},
+}
+
+
+def config(data=None, **extra):
+    return parse_configuration({**(data or THREE_GROUPS), **extra})
+
+
+def test_batches_become_submit_wait_and_jobs_in_a_group_per_submission_group():
+    dag = build_dag(config(), "d", output_dir="/tmp/o")
+    ids = set(dag.task_dict)
+    assert {
+        "a.submit_0000",
+        "a.wait_0000",
+        "a.submit_0001",
+        "b.submit_0000",
+        "b.submit_0001",
+        "c.submit_0000",
+        "setup",
+        "teardown",
+        "summary",
+    } <= ids
+    assert {"a.job_prep", "b.job_sim1", "c.job_post1", "c.post_post1"} <= ids
+    assert dag.task_dict["a.submit_0000"].downstream_task_ids == {"a.wait_0000"}
+    assert "a.job_prep" in dag.task_dict["a.wait_0000"].downstream_task_ids
+
+
+def test_blocked_by_across_batches_is_wait_to_submit_with_all_done():
+    dag = build_dag(config(), "d", output_dir="/tmp/o")
+    sim1_submit = dag.task_dict["b.submit_0000"]
+    assert "a.wait_0000" in sim1_submit.upstream_task_ids
+    assert sim1_submit.trigger_rule == "all_done"
+    assert dag.task_dict["a.submit_0000"].upstream_task_ids == {"setup"}
+    dag.validate()
+
+
+def test_job_tasks_and_post_process_run_whatever_upstream_did():
+    dag = build_dag(config(), "d", output_dir="/tmp/o")
+    job = dag.task_dict["c.job_post1"]
+    assert job.trigger_rule == "all_done"
+    assert "b.job_sim1" in job.upstream_task_ids, "job dependencies are visible in the graph"
+    assert dag.task_dict["c.post_post1"].upstream_task_ids == {"c.job_post1"}
+
+
+def test_setup_and_teardown_wrap_the_run():
+    dag = build_dag(config(), "d", output_dir="/tmp/o")
+    assert dag.task_dict["setup"].is_setup and dag.task_dict["teardown"].is_teardown
+    assert dag.task_dict["teardown"].upstream_task_ids >= {"summary", "setup"}
+
+
+def test_each_job_task_documents_its_command_and_group():
+    dag = build_dag(config(), "d", output_dir="/tmp/o")
+    doc = dag.task_dict["b.job_sim1"].doc_md
+    assert "exit 3" in doc and "`b`" in doc
+
+
+def test_large_configs_get_one_results_task_per_batch():
+    jobs = [{"name": f"j{i}", "command": "true"} for i in range(300)]
+    dag = build_dag(
+        config(
+            {
+                "jobs": jobs,
+                "submission_groups": [{"name": "g", "batching": {"per_node_batch_size": 100}}],
+            }
+        ),
+        "d",
+        output_dir="/tmp/o",
+    )
+    assert sorted(t for t in dag.task_dict if ".results_" in t) == [
+        "g.results_0000",
+        "g.results_0001",
+        "g.results_0002",
+    ]
+    assert not any(".job_" in t for t in dag.task_dict)
+    assert len(dag.task_dict) == 3 * 3 + 1
+
+
+def test_job_tasks_can_be_forced_either_way():
+    many = build_dag(config(), "d", output_dir="/tmp/o", job_tasks=False)
+    assert "a.results_0000" in many.task_dict and "a.job_prep" not in many.task_dict
+    assert "b.job_sim1" in many.task_dict, "a one-job batch reports as its job"
+
+
+def test_params_let_a_trigger_override_slurm_fields_and_select_jobs():
+    dag = build_dag(config(), "d", output_dir="/tmp/o")
+    assert set(dag.params) == {"jobs", "partition", "account", "qos", "walltime"}
+
+
+def test_submit_tasks_carry_their_batch_with_intra_and_external_blockers():
+    dag = build_dag(config(), "d", output_dir="/tmp/o")
+    batch = BatchSpec.from_dict(dag.task_dict["c.submit_0000"].batch)
+    post1 = next(j for j in batch.jobs if j.name == "post1")
+    assert post1.external_blockers == ("sim1",) and post1.cancel_on_blocking_job_failure
+
+
+def test_an_invalid_config_is_refused_by_build_dag():
+    bad = parse_configuration({"jobs": [{"name": "a", "command": "x"}]})
+    bad.jobs.append(bad.jobs[0])
+    with pytest.raises(ConfigError, match="name used by 2 jobs"):
+        build_dag(bad, "d", output_dir="/tmp/o")
+
+
+def test_too_long_task_ids_are_a_config_error():
+    long = "x" * 160
+    with pytest.raises(ConfigError, match="longer than 250"):
+        build_dag(
+            config(
+                {
+                    "jobs": [{"name": long, "command": "true", "submission_group": "g" * 95}],
+                    "submission_groups": [{"name": "g" * 95}],
+                }
+            ),
+            "d",
+            output_dir="/tmp/o",
+        )
+
+
+def test_ssh_backend_needs_an_absolute_output_dir():
+    with pytest.raises(JobForgeError, match="absolute path on the cluster"):
+        build_dag(config(), "d", backend="slurm", ssh_conn_id="x", output_dir="rel")
+
+
+def test_task_group_embeds_a_config_in_your_own_dag():
+    from airflow.sdk import DAG
+
+    with DAG("mine", schedule=None) as dag:
+        JobForgeTaskGroup("sims", config(), output_dir="/tmp/o")
+    assert "sims.a.submit_0000" in dag.task_dict
+
+
+def test_one_broken_config_never_hides_the_others(tmp_path):
+    (tmp_path / "good.json").write_text(json.dumps({"jobs": [{"name": "a", "command": "x"}]}))
+    (tmp_path / "bad.json").write_text('{"jobs": [{"name": "a", "command": "x", "blocked_by"')
+    (tmp_path / "cycle.json").write_text(
+        json.dumps(
+            {
+                "jobs": [
+                    {"name": "a", "command": "x", "blocked_by": ["b"]},
+                    {"name": "b", "command": "x", "blocked_by": ["a"]},
+                ]
+            }
+        )
+    )
+    namespace: dict = {}
+    dags = load_dags(tmp_path / "*.json", namespace, output_dir="/tmp/o")
+    assert set(dags) == set(namespace) == {"jobforge_good", "jobforge_bad", "jobforge_cycle"}
+    assert "g.submit_0000" not in dags["jobforge_good"].task_dict
+    assert "default.submit_0000" in dags["jobforge_good"].task_dict
+    for broken in ("jobforge_bad", "jobforge_cycle"):
+        assert list(dags[broken].task_dict) == ["config_error"]
+        assert dags[broken].description.startswith("BROKEN CONFIG")
+    assert "dependency cycle: a -> b -> a" in dags["jobforge_cycle"].doc_md
+
+
+def test_selection_by_names_and_globs():
+    assert selected(["a1", "a2", "b1"], ["a*"]) == ["a1", "a2"]
+    assert selected(["a1", "b1"], []) == ["a1", "b1"]
+    assert selected(["a1", "b1"], ["b1", "zz"]) == ["b1"]
+
+
+def test_a_rerun_batch_keeps_only_its_jobs_and_external_blockers():
+    spec = BatchSpec(
+        "g-0000",
+        (
+            JobSpec("a", "x"),
+            JobSpec("b", "y", blocked_by=("a",), cancel_on_blocking_job_failure=True),
+        ),
+    )
+    rerun = restrict_batch(spec, ["b"], "g-0000-rerun2")
+    assert rerun.batch == "g-0000-rerun2"
+    assert [(j.name, j.blocked_by, j.external_blockers) for j in rerun.jobs] == [("b", (), ("a",))]
+
+
+def test_overrides_are_validated():
+    from airflow_jobforge.config import SlurmParams
+
+    assert (
+        apply_overrides(SlurmParams(), {"partition": "other", "walltime": "5"}).partition == "other"
+    )
+    with pytest.raises(JobForgeError, match="invalid DAG run parameter"):
+        apply_overrides(SlurmParams(), {"partition": "x; id"})
+
+
+def test_run_keys_and_dirs_are_safe_and_stable():
+    key = run_key("d", "manual__2026-01-01T00:00:00+00:00")
+    assert key == run_key("d", "manual__2026-01-01T00:00:00+00:00") and len(key) == 12
+    assert safe_run_id("manual__2026-01-01T00:00:00+00:00") == "manual__2026-01-01T00_00_00_00_00"
