@@ -1,0 +1,182 @@
+"""Sensors, triggers and submit adoption against the real cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from airflow_jobforge.config import SlurmParams
+from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.operators.submit import SlurmSubmitOperator
+from airflow_jobforge.poller import SharedPoller
+from airflow_jobforge.sensors.slurm import SlurmJobSensor
+from airflow_jobforge.triggers.slurm import SlurmJobTrigger
+
+from .conftest import sdiag_counts, sdiag_reset, wait_file, wait_running, wait_terminal
+
+pytestmark = pytest.mark.slurm
+SLURM = {"backend": "slurm"}
+
+
+def squeue_state(job_id: str) -> str:
+    return subprocess.run(
+        ["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_200_deferred_waits_cost_one_status_query_per_poll(local):
+    out = local.output_dir()
+    held = SlurmParams(walltime="5", extra=("--hold",))
+    jobs = [
+        local.submit([JobSpec("a", "true")], output_dir=out, slurm=held, adopt=False)
+        for _ in range(200)
+    ]
+    ids = [j.job_id for j in jobs]
+
+    async def scenario():
+        triggers = [
+            SlurmJobTrigger(j.job_id, j.exit_file, SLURM, poll_interval=0.5, max_poll_interval=0.5)
+            for j in jobs
+        ]
+
+        async def first_event(trigger):
+            async for event in trigger.run():
+                return event.payload
+
+        sdiag_reset()
+        tasks = [asyncio.create_task(first_event(t)) for t in triggers]
+        await asyncio.sleep(3)
+        poller = next(p for p in SharedPoller._registry.values() if p.watches)
+        polls_while_waiting = poller.polls
+        counts = sdiag_counts()
+        subprocess.run(["scancel", *ids], check=True)
+        events = await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+        return polls_while_waiting, counts, events
+
+    polls, counts, events = asyncio.run(scenario())
+    assert 3 <= polls <= 8, polls
+    assert counts.get("REQUEST_JOB_INFO") == polls, (counts, polls)
+    assert len(events) == 200 and {e["outcome"] for e in events} == {"cancelled"}
+    assert {e["echo"] for e in events} == {None}
+
+
+def test_killing_a_waiting_task_cancels_its_slurm_job(local):
+    out = local.output_dir()
+    marker = out / "started"
+    job = local.submit([JobSpec("long", f"touch {marker}; sleep 300")], output_dir=out)
+    wait_file(marker)
+    trigger = SlurmJobTrigger(job.job_id, job.exit_file, SLURM, poll_interval=0.5)
+
+    async def scenario():
+        async def first_event():
+            async for event in trigger.run():
+                return event.payload
+
+        waiting = asyncio.create_task(first_event())
+        await asyncio.sleep(1)
+        assert not waiting.done()
+        await trigger.on_kill()  # what Airflow 3.3 calls when a user kills the deferred task
+        return await asyncio.wait_for(waiting, timeout=60)
+
+    event = asyncio.run(scenario())
+    assert event["outcome"] == "cancelled"
+    assert squeue_state(job.job_id) == "CANCELLED", "no orphan left in squeue"
+
+
+def test_killing_a_poking_sensor_cancels_its_slurm_job(local):
+    out = local.output_dir()
+    marker = out / "started"
+    job = local.submit([JobSpec("long", f"touch {marker}; sleep 300")], output_dir=out)
+    wait_file(marker)
+    sensor = SlurmJobSensor(
+        task_id="wait", submit_task_id="submit", cluster=SLURM, deferrable=False
+    )
+    sensor._job = {"job_id": job.job_id}
+    sensor.on_kill()
+    assert wait_terminal(local.client, job).state == "CANCELLED"
+
+
+def context(try_number: int, xcom=None):
+    ti = SimpleNamespace(try_number=try_number, xcom_pull=lambda task_ids: xcom)
+    return {
+        "params": {},
+        "dag": SimpleNamespace(dag_id="adopt"),
+        "run_id": f"r{time.time_ns()}",
+        "ti": ti,
+    }
+
+
+def submit_operator(out) -> SlurmSubmitOperator:
+    batch = BatchSpec("g-0000", (JobSpec("long", "sleep 300"),), num_processes=1)
+    return SlurmSubmitOperator(
+        task_id="submit",
+        batch=batch.to_dict(),
+        slurm=SlurmParams(walltime="5").model_dump(mode="json"),
+        output_dir=str(out),
+        cluster={**SLURM, "python": sys.executable},
+    )
+
+
+def test_a_restarted_submit_adopts_its_job_and_a_retry_adopts_a_running_one(local):
+    op = submit_operator(local.output_dir())
+    ctx = context(1)
+    first = op.execute(ctx)
+    again = op.execute(ctx)  # the same try restarted (worker died after sbatch)
+    assert again["job_id"] == first["job_id"] and again["adopted"]
+    retry = op.execute({**ctx, "ti": SimpleNamespace(try_number=2)})
+    assert retry["job_id"] == first["job_id"], "the previous try's job still runs: adopt it"
+    local.client.cancel([first["job_id"]])
+    wait_terminal(
+        local.client, SimpleNamespace(job_id=first["job_id"], exit_file=first["exit_file"])
+    )
+    third = op.execute({**ctx, "ti": SimpleNamespace(try_number=3)})
+    assert third["job_id"] != first["job_id"], "after it ended, a retry submits anew"
+    local.client.cancel([third["job_id"]])
+
+
+def test_a_restarted_sensor_adopts_instead_of_resubmitting(local):
+    op = submit_operator(local.output_dir())
+    ctx = context(1)
+    submitted = op.execute(ctx)
+    wait_running(
+        local.client, SimpleNamespace(job_id=submitted["job_id"], exit_file=submitted["exit_file"])
+    )
+    sensor = SlurmJobSensor(task_id="wait", submit_task_id="submit", cluster=SLURM)
+    restarted = {**ctx, "ti": SimpleNamespace(try_number=2, xcom_pull=lambda task_ids: submitted)}
+    assert sensor._current_job(restarted)["job_id"] == submitted["job_id"]
+    local.client.cancel([submitted["job_id"]])
+
+
+def test_a_sensor_retry_after_node_failure_resubmits_the_batch(local, cluster):
+    op = submit_operator(local.output_dir())
+    ctx = context(1)
+    submitted = op.execute(ctx)
+    job = SimpleNamespace(job_id=submitted["job_id"], exit_file=submitted["exit_file"])
+    wait_running(local.client, job)
+    try:
+        subprocess.run(
+            [
+                "scontrol",
+                "update",
+                f"nodename={cluster.host}",
+                "state=down",
+                "reason=jobforge-test",
+            ],
+            check=True,
+        )
+        assert wait_terminal(local.client, job).state == "NODE_FAIL"
+    finally:
+        subprocess.run(
+            ["scontrol", "update", f"nodename={cluster.host}", "state=resume"], capture_output=True
+        )
+    sensor = SlurmJobSensor(task_id="wait", submit_task_id="submit", cluster=SLURM)
+    retry = {**ctx, "ti": SimpleNamespace(try_number=2, xcom_pull=lambda task_ids: submitted)}
+    new = sensor._current_job(retry)
+    assert new["job_id"] != submitted["job_id"] and not new["adopted"]
+    assert sensor._current_job(retry)["job_id"] == new["job_id"], "a restart adopts the resubmit"
+    local.client.cancel([new["job_id"]])
