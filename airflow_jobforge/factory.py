@@ -147,7 +147,7 @@ def add_job_tasks(
         with group:
             submit = SlurmSubmitOperator(
                 task_id=f"submit_{index}",
-                batch=batch_spec(config, plan, batch).to_dict(),
+                batch=batch_spec(config, plan, batch, jobs).to_dict(),
                 slurm=sub_cfg.slurm.model_dump(mode="json"),
                 container=sub_cfg.container.model_dump(mode="json") if sub_cfg.container else None,
                 workdir=workdir,

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from airflow_jobforge.config.models import JobConfiguration
+from airflow_jobforge.config.models import Job, JobConfiguration
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.planning import Batch, BatchPlan, plan_batches
 from airflow_jobforge.results import Summary, collect_results, summarize
@@ -21,9 +21,16 @@ from airflow_jobforge.results import Summary, collect_results, summarize
 BATCHES_DIR = "batches"
 
 
-def batch_spec(config: JobConfiguration, plan: BatchPlan, batch: Batch) -> BatchSpec:
-    """What the node needs for one batch: blockers inside it, and blockers run before it."""
-    by_name = config.jobs_by_name()
+def batch_spec(
+    config: JobConfiguration,
+    plan: BatchPlan,
+    batch: Batch,
+    by_name: dict[str, Job] | None = None,
+) -> BatchSpec:
+    """What the node needs for one batch: blockers inside it, and blockers run before it.
+
+    Pass `by_name` when calling for many batches: building it is O(jobs)."""
+    by_name = by_name if by_name is not None else config.jobs_by_name()
     members = set(batch.jobs)
     jobs = []
     for name in batch.jobs:
@@ -68,9 +75,10 @@ def run_locally(
     plan = plan_batches(config)
     if config.setup_command:
         subprocess.run(["bash", "-c", config.setup_command], check=True)
+    by_name = config.jobs_by_name()
     try:
         for batch in plan.batches:
-            path = write_batch_file(batch_spec(config, plan, batch), output_dir)
+            path = write_batch_file(batch_spec(config, plan, batch, by_name), output_dir)
             rc = subprocess.run(
                 [
                     sys.executable,
