@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# examples/commands.txt -> config -> a DAG run by real Airflow (SQLite, backend local).
+# One job of the example fails on purpose: the summary shows it.
 demo: venv
-	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
-	$(VENV)/bin/jobforge config create examples/commands.txt -c $(DEMO_DIR)/config.json
-	$(VENV)/bin/jobforge run $(DEMO_DIR)/config.json --output $(DEMO_DIR)/output || true
+	mkdir -p $(DEMO_DIR)
+	$(VENV)/bin/jobforge config create examples/commands.txt -c $(DEMO_DIR)/demo.json
+	$(VENV)/bin/jobforge run $(DEMO_DIR)/demo.json --backend local --output $(DEMO_DIR)/output \
+		|| echo "(exit code $$?: some jobs did not succeed, as the example intends)"
 
 # As root, the real SLURM cluster + loopback sshd are started first (idempotent); without root
 # the integration tests skip, except under CI=true where they fail.
