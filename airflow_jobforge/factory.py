@@ -29,7 +29,6 @@ from airflow.sdk.definitions.taskgroup import TaskGroup as _TaskGroup
 from airflow_jobforge.config import JobConfiguration, ensure_valid, load_config
 from airflow_jobforge.errors import ConfigError, JobForgeError, Problem
 from airflow_jobforge.hooks.slurm import ClusterSettings
-from airflow_jobforge.local_run import batch_spec
 from airflow_jobforge.operators.command import JobForgeCommandOperator
 from airflow_jobforge.operators.post_process import JobPostProcessOperator
 from airflow_jobforge.operators.results import (
@@ -38,7 +37,7 @@ from airflow_jobforge.operators.results import (
     RunSummaryOperator,
 )
 from airflow_jobforge.operators.submit import SlurmSubmitOperator
-from airflow_jobforge.planning import plan_batches
+from airflow_jobforge.planning import batch_spec, plan_batches
 from airflow_jobforge.sensors.slurm import SlurmJobSensor
 
 log = logging.getLogger(__name__)

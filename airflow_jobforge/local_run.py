@@ -13,48 +13,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from airflow_jobforge.config.models import Job, JobConfiguration
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
-from airflow_jobforge.planning import Batch, BatchPlan, plan_batches
+from airflow_jobforge.config.models import JobConfiguration
+from airflow_jobforge.node.spec import BatchSpec
+from airflow_jobforge.planning import batch_spec, plan_batches
 from airflow_jobforge.results import Summary, collect_results, summarize
 
 BATCHES_DIR = "batches"
-
-
-def batch_spec(
-    config: JobConfiguration,
-    plan: BatchPlan,
-    batch: Batch,
-    by_name: dict[str, Job] | None = None,
-) -> BatchSpec:
-    """What the node needs for one batch: blockers inside it, and blockers run before it.
-
-    Pass `by_name` when calling for many batches: building it is O(jobs)."""
-    by_name = by_name if by_name is not None else config.jobs_by_name()
-    members = set(batch.jobs)
-    jobs = []
-    for name in batch.jobs:
-        job = by_name[name]
-        jobs.append(
-            JobSpec(
-                name=name,
-                command=job.command,
-                blocked_by=tuple(b for b in job.blocked_by if b in members),
-                external_blockers=tuple(
-                    b for b in job.blocked_by if b not in members and b in plan.batch_of
-                ),
-                cancel_on_blocking_job_failure=job.cancel_on_blocking_job_failure,
-                extension=job.extension,
-            )
-        )
-    group = config.group(batch.group)
-    return BatchSpec(
-        batch=batch.name,
-        jobs=tuple(jobs),
-        num_processes=group.batching.num_processes,
-        node_setup_command=config.node_setup_command,
-        node_teardown_command=config.node_teardown_command,
-    )
 
 
 def write_batch_file(spec: BatchSpec, output_dir: str | os.PathLike[str]) -> Path:

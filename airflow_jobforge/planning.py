@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from airflow_jobforge.config.models import Job, JobConfiguration, SubmissionGroup
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.graph import topological_order
+from airflow_jobforge.node.spec import BatchSpec, JobSpec
 
 
 @dataclass(frozen=True)
@@ -130,3 +131,39 @@ def plan_batches(config: JobConfiguration, only: Collection[str] | None = None) 
     )
     batch_of = {job: names[serial] for job, serial in batch_serial_of.items()}
     return BatchPlan(batches=batches, batch_of=batch_of)
+
+
+def batch_spec(
+    config: JobConfiguration,
+    plan: BatchPlan,
+    batch: Batch,
+    by_name: dict[str, Job] | None = None,
+) -> BatchSpec:
+    """What the node needs for one batch: blockers inside it, and blockers run before it.
+
+    Pass `by_name` when calling for many batches: building it is O(jobs)."""
+    by_name = by_name if by_name is not None else config.jobs_by_name()
+    members = set(batch.jobs)
+    jobs = []
+    for name in batch.jobs:
+        job = by_name[name]
+        jobs.append(
+            JobSpec(
+                name=name,
+                command=job.command,
+                blocked_by=tuple(b for b in job.blocked_by if b in members),
+                external_blockers=tuple(
+                    b for b in job.blocked_by if b not in members and b in plan.batch_of
+                ),
+                cancel_on_blocking_job_failure=job.cancel_on_blocking_job_failure,
+                extension=job.extension,
+            )
+        )
+    group = config.group(batch.group)
+    return BatchSpec(
+        batch=batch.name,
+        jobs=tuple(jobs),
+        num_processes=group.batching.num_processes,
+        node_setup_command=config.node_setup_command,
+        node_teardown_command=config.node_teardown_command,
+    )

@@ -4,6 +4,7 @@ Airflow gets a project-local AIRFLOW_HOME (default `.jobforge/airflow`) with its
 metadata DB, migrated once. The DAG is written as a small DAG file into that home's DAGs
 folder (`dag.test()` runs only DAGs it can parse from there) and run with `dag.test()`.
 A thread prints progress from the result records; the end is the results summary.
+The dags folder is jobforge's own: `dag.test()` parses all of it, so stale files go.
 """
 
 from __future__ import annotations
@@ -54,33 +55,18 @@ def prepare_airflow_home(home: Path, verbose: bool) -> None:
         stamp.write_text("ok\n")
 
 
-class Progress(threading.Thread):
-    """Prints jobs done/failed/running from the records every second (local output dirs)."""
-
-    def __init__(self, output_dir: Path, total: int) -> None:
-        super().__init__(daemon=True)
-        self.output_dir = output_dir
-        self.total = total
-        self.stop = threading.Event()
-
-    def line(self) -> str:
-        records = collect_results(self.output_dir) if self.output_dir.exists() else {}
-        ok = sum(r.succeeded for r in records.values())
-        failed = sum(r.status == "finished" and not r.succeeded for r in records.values())
-        canceled = sum(r.status != "finished" for r in records.values())
-        running = (
-            len(list((self.output_dir / "job-output").glob("*.out"))) - len(records)
-            if (self.output_dir / "job-output").exists()
-            else 0
-        )
-        return (
-            f"jobs: {ok + failed + canceled}/{self.total} done ({ok} ok, {failed} failed, "
-            f"{canceled} canceled/missing), {max(running, 0)} running"
-        )
-
-    def run(self) -> None:
-        while not self.stop.wait(1.0):
-            print(f"\r{self.line()}", end="", file=sys.stderr, flush=True)
+def progress_line(output_dir: Path, total: int) -> str:
+    """Jobs done/failed/running, from the records and job output files of a run dir."""
+    records = collect_results(output_dir)
+    ok = sum(r.succeeded for r in records.values())
+    failed = sum(r.status == "finished" and not r.succeeded for r in records.values())
+    other = len(records) - ok - failed
+    started = len(list((output_dir / "job-output").glob("*.out")))
+    running = max(started - ok - failed - sum(r.status == "missing" for r in records.values()), 0)
+    return (
+        f"jobs: {len(records)}/{total} done ({ok} ok, {failed} failed, {other} "
+        f"canceled/missing), {running} running"
+    )
 
 
 def run_config(
@@ -191,7 +177,7 @@ def _run_with_progress(
             )
             if runs:
                 print(
-                    f"\r{Progress(runs[-1], total).line()}   ", end="", file=sys.stderr, flush=True
+                    f"\r{progress_line(runs[-1], total)}   ", end="", file=sys.stderr, flush=True
                 )
 
     thread = threading.Thread(target=watch, daemon=True)

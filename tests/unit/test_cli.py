@@ -182,7 +182,7 @@ def test_auto_config_with_the_generic_command_extension(tmp_path, commands):
 def test_plan_and_run_locally(config_file, tmp_path, capsys):
     assert main(["plan", str(config_file)]) == 0
     assert "default-0000: 4 jobs" in capsys.readouterr().out
-    assert main(["run", str(config_file), "--output", str(tmp_path / "out")]) == 0
+    assert main(["run", str(config_file), "--no-airflow", "--output", str(tmp_path / "out")]) == 0
     assert "4 jobs: 4 successful, 0 failed, 0 canceled, 0 missing" in capsys.readouterr().out
 
 
