@@ -166,18 +166,21 @@ def add_job_tasks(
                 "BOOT_FAIL or PREEMPTED.",
             )
             submit >> wait
+            results_common = {
+                "batch": batch.name,
+                "submit_task_id": submit.task_id,
+                "poll_interval": poll_interval,
+                "trigger_rule": ALL_DONE,
+                **common,
+            }
             if per_job or len(batch.jobs) == 1:
                 tails = []
                 for name in batch.jobs:
                     task = JobResultOperator(
                         task_id=f"job_{name}",
                         job=name,
-                        batch=batch.name,
-                        submit_task_id=submit.task_id,
-                        poll_interval=poll_interval,
-                        trigger_rule=ALL_DONE,
                         doc_md=_job_doc(jobs[name]),
-                        **common,
+                        **results_common,
                     )
                     job_task[name] = task
                     tails.append(task)
@@ -186,13 +189,9 @@ def add_job_tasks(
                 results = BatchResultOperator(
                     task_id=f"results_{index}",
                     jobs=list(batch.jobs),
-                    batch=batch.name,
-                    submit_task_id=submit.task_id,
-                    poll_interval=poll_interval,
-                    trigger_rule=ALL_DONE,
                     doc_md=f"Results of batch `{batch.name}`:\n\n"
                     + "\n".join(f"- `{n}`: `{jobs[n].command[:80]}`" for n in batch.jobs),
-                    **common,
+                    **results_common,
                 )
                 wait >> results
                 tails = [results]

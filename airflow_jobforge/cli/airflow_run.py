@@ -176,9 +176,7 @@ def _run_with_progress(
                 else []
             )
             if runs:
-                print(
-                    f"\r{progress_line(runs[-1], total)}   ", end="", file=sys.stderr, flush=True
-                )
+                print(f"\r{progress_line(runs[-1], total)}   ", end="", file=sys.stderr, flush=True)
 
     thread = threading.Thread(target=watch, daemon=True)
     if local:

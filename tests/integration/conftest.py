@@ -6,6 +6,7 @@ the reason (they need root).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -183,6 +184,35 @@ def wait_file(path: Path, timeout: float = 30) -> None:
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def node_down(host: str) -> Iterator[None]:
+    """The node fails (running jobs end NODE_FAIL); afterwards it is back and idle."""
+    subprocess.run(
+        ["scontrol", "update", f"nodename={host}", "state=down", "reason=jobforge-test"], check=True
+    )
+    try:
+        yield
+    finally:
+        subprocess.run(
+            ["scontrol", "update", f"nodename={host}", "state=resume"],
+            check=False,
+            capture_output=True,
+        )  # ReturnToService=2 may have done it
+        deadline = time.monotonic() + 60
+        while True:
+            out = subprocess.run(
+                ["sinfo", "-h", "-N", "-n", host, "-o", "%t"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+            states = set(out.split())  # one line per partition
+            if states and states <= {"idle", "mix", "alloc"}:
+                break
+            assert time.monotonic() < deadline, f"node stays {states}"
+            time.sleep(0.5)
 
 
 def sdiag_counts() -> dict[str, int]:

@@ -16,6 +16,7 @@ from airflow_jobforge.results import collect_results, summarize
 from airflow_jobforge.slurm.states import Outcome
 
 from .conftest import (
+    node_down,
     sdiag_counts,
     sdiag_reset,
     wait_file,
@@ -79,42 +80,9 @@ def test_node_failure_is_retryable(target, cluster):
     marker = out / "started"
     job = target.submit([JobSpec("long", f"touch {marker}; sleep 120")], output_dir=out)
     wait_file(marker)
-    try:
-        subprocess.run(
-            [
-                "scontrol",
-                "update",
-                f"nodename={cluster.host}",
-                "state=down",
-                "reason=jobforge-test",
-            ],
-            check=True,
-        )
+    with node_down(cluster.host):
         status = wait_terminal(target.client, job)
         assert status.state == "NODE_FAIL" and status.outcome is Outcome.RETRYABLE
-    finally:
-        subprocess.run(
-            ["scontrol", "update", f"nodename={cluster.host}", "state=resume"],
-            check=False,
-            capture_output=True,
-        )
-        _wait_node_up(cluster.host)
-
-
-def _wait_node_up(host: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        out = subprocess.run(
-            ["sinfo", "-h", "-N", "-n", host, "-o", "%t"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
-        state = set(out.split())  # one line per partition
-        if state and state <= {"idle", "mix", "alloc"}:
-            return
-        assert time.monotonic() < deadline, f"node stays {state}"
-        time.sleep(0.5)
 
 
 def test_requeued_job_is_not_terminal(local):

@@ -17,7 +17,7 @@ from airflow_jobforge.poller import SharedPoller
 from airflow_jobforge.sensors.slurm import SlurmJobSensor
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
 
-from .conftest import sdiag_counts, sdiag_reset, wait_file, wait_running, wait_terminal
+from .conftest import node_down, sdiag_counts, sdiag_reset, wait_file, wait_running, wait_terminal
 
 pytestmark = pytest.mark.slurm
 SLURM = {"backend": "slurm"}
@@ -158,22 +158,8 @@ def test_a_sensor_retry_after_node_failure_resubmits_the_batch(local, cluster):
     submitted = op.execute(ctx)
     job = SimpleNamespace(job_id=submitted["job_id"], exit_file=submitted["exit_file"])
     wait_running(local.client, job)
-    try:
-        subprocess.run(
-            [
-                "scontrol",
-                "update",
-                f"nodename={cluster.host}",
-                "state=down",
-                "reason=jobforge-test",
-            ],
-            check=True,
-        )
+    with node_down(cluster.host):
         assert wait_terminal(local.client, job).state == "NODE_FAIL"
-    finally:
-        subprocess.run(
-            ["scontrol", "update", f"nodename={cluster.host}", "state=resume"], capture_output=True
-        )
     sensor = SlurmJobSensor(task_id="wait", submit_task_id="submit", cluster=SLURM)
     retry = {**ctx, "ti": SimpleNamespace(try_number=2, xcom_pull=lambda task_ids: submitted)}
     new = sensor._current_job(retry)
