@@ -38,7 +38,7 @@ class SharedPoller:
         self,
         client: Any,
         min_interval: float = 2.0,
-        max_interval: float = 30.0,
+        max_interval: float = 10.0,
         grace_s: float = 300.0,
     ) -> None:
         self.client = client

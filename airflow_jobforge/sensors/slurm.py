@@ -32,7 +32,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         cluster: dict[str, Any],
         deferrable: bool = True,
         poll_interval: float = 2.0,
-        max_poll_interval: float = 30.0,
+        max_poll_interval: float = 10.0,
         grace_s: float = 300.0,
         **kwargs: Any,
     ) -> None:

@@ -20,7 +20,7 @@ class SlurmJobTrigger(BaseTrigger):
         exit_file: str | None,
         cluster: dict[str, Any],
         poll_interval: float = 2.0,
-        max_poll_interval: float = 30.0,
+        max_poll_interval: float = 10.0,
         grace_s: float = 300.0,
         echo: dict[str, Any] | None = None,
     ) -> None:
