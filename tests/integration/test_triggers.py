@@ -60,7 +60,8 @@ def test_200_deferred_waits_cost_one_status_query_per_poll(local):
 
     polls, counts, events = asyncio.run(scenario())
     assert 3 <= polls <= 8, polls
-    assert counts.get("REQUEST_JOB_INFO") == polls, (counts, polls)
+    # one REQUEST_JOB_INFO per poll for all 200; a poll may be in flight while we read sdiag
+    assert polls <= counts.get("REQUEST_JOB_INFO", 0) <= polls + 1, (counts, polls)
     assert len(events) == 200 and {e["outcome"] for e in events} == {"cancelled"}
     assert {e["echo"] for e in events} == {None}
 
