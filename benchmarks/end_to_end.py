@@ -39,24 +39,44 @@ def run(n_jobs: int, seconds: float, batch: int, processes: int, cpus: int) -> N
     work = Path(tempfile.mkdtemp(prefix="jobforge-e2e-", dir="/tmp"))
     config = {
         "jobs": [{"name": f"j{i}", "command": LOOP.format(n=loops)} for i in range(n_jobs)],
-        "submission_groups": [{"name": "cpu", "slurm": {"walltime": "30", "cpus_per_task": cpus},
-                               "batching": {"per_node_batch_size": batch,
-                                            "num_processes": processes}}],
+        "submission_groups": [
+            {
+                "name": "cpu",
+                "slurm": {"walltime": "30", "cpus_per_task": cpus},
+                "batching": {"per_node_batch_size": batch, "num_processes": processes},
+            }
+        ],
     }
     path = work / f"e2e_{n_jobs}.json"
     path.write_text(json.dumps(config))
     ideal = n_jobs * per_job / os.cpu_count()
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "airflow_jobforge.cli.main", "run", str(path), "--backend",
-         "slurm", "--output", str(work / "out"), "--airflow-home", str(work / "airflow")],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "airflow_jobforge.cli.main",
+            "run",
+            str(path),
+            "--backend",
+            "slurm",
+            "--output",
+            str(work / "out"),
+            "--airflow-home",
+            str(work / "airflow"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     wall = time.perf_counter() - started
     summary = [line for line in result.stdout.splitlines() if " jobs: " in line]
-    print(f"{n_jobs} jobs x {per_job:.3f} s, batches of {batch}, {processes} processes, "
-          f"{cpus} CPUs per batch: {wall:.1f} s wall incl. Airflow start-up and DB migrate "
-          f"(ideal {ideal:.1f} s, overhead {wall - ideal:.1f} s); {summary[-1] if summary else result.stderr[-500:]}")
+    outcome = summary[-1] if summary else result.stderr[-500:]
+    print(
+        f"{n_jobs} jobs x {per_job:.3f} s, batches of {batch}, {processes} processes, "
+        f"{cpus} CPUs per batch: {wall:.1f} s wall incl. Airflow start-up and DB migrate "
+        f"(ideal {ideal:.1f} s, overhead {wall - ideal:.1f} s); {outcome}"
+    )
 
 
 def main() -> None:
