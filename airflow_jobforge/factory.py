@@ -100,23 +100,12 @@ def add_job_tasks(
     ensure_valid(config, file=file)
     if backend == "slurm" and ssh_conn_id and not os.path.isabs(output_dir):
         raise JobForgeError("output_dir must be an absolute path on the cluster", file=file)
-    from airflow_jobforge.hooks.slurm import SlurmHook
-
-    settings = (
-        SlurmHook(
-            slurm_conn_id,
-            backend=backend,
-            ssh_conn_id=ssh_conn_id,
-            python=python,
-            pythonpath=pythonpath,
-        ).settings
-        if slurm_conn_id
-        else ClusterSettings(
-            backend=backend,
-            ssh_conn_id=ssh_conn_id,  # type: ignore[arg-type]
-            python=python or "python3",
-            pythonpath=pythonpath,
-        )
+    settings = ClusterSettings(
+        backend=backend,
+        slurm_conn_id=slurm_conn_id,  # type: ignore[arg-type]
+        ssh_conn_id=ssh_conn_id,
+        python=python,
+        pythonpath=pythonpath,
     )
     cluster = asdict(settings)
     plan = plan_batches(config)

@@ -19,19 +19,40 @@ Backend = Literal["local", "slurm"]
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    """Everything tasks and triggers need to reach a cluster; plain data, serializable."""
+    """Everything tasks and triggers need to reach a cluster; plain data, serializable.
+
+    Built at DAG parse time without touching Airflow connections; `resolved()` fills in the
+    `slurm` connection's extras at run time (explicit values win)."""
 
     backend: Backend = "slurm"
     slurm_conn_id: str | None = None
     ssh_conn_id: str | None = None
     partition: str | None = None
     account: str | None = None
-    python: str = "python3"
+    python: str | None = None
     pythonpath: str | None = None
+    resolved_: bool = False
 
     @property
     def key(self) -> tuple[str, str | None, str | None]:
         return (self.backend, self.slurm_conn_id, self.ssh_conn_id)
+
+    def resolved(self) -> ClusterSettings:
+        if self.resolved_:
+            return self
+        extra: dict[str, Any] = {}
+        if self.slurm_conn_id:
+            extra = BaseHook.get_connection(self.slurm_conn_id).extra_dejson
+        return ClusterSettings(
+            backend=self.backend,
+            slurm_conn_id=self.slurm_conn_id,
+            ssh_conn_id=self.ssh_conn_id or extra.get("ssh_conn_id") or None,
+            partition=self.partition or extra.get("partition") or None,
+            account=self.account or extra.get("account") or None,
+            python=self.python or extra.get("python") or "python3",
+            pythonpath=self.pythonpath or extra.get("pythonpath") or None,
+            resolved_=True,
+        )
 
 
 class SlurmHook(BaseHook):
@@ -52,24 +73,19 @@ class SlurmHook(BaseHook):
         super().__init__()
         if backend not in ("local", "slurm"):
             raise JobForgeError(f"unknown backend {backend!r}: use 'local' or 'slurm'")
-        extra: dict[str, Any] = {}
-        if slurm_conn_id:
-            extra = self.get_connection(slurm_conn_id).extra_dejson
         self.settings = ClusterSettings(
             backend=backend,
             slurm_conn_id=slurm_conn_id,
-            ssh_conn_id=ssh_conn_id or extra.get("ssh_conn_id") or None,
-            partition=extra.get("partition") or None,
-            account=extra.get("account") or None,
-            python=python or extra.get("python") or "python3",
-            pythonpath=pythonpath or extra.get("pythonpath") or None,
-        )
+            ssh_conn_id=ssh_conn_id,
+            python=python,
+            pythonpath=pythonpath,
+        ).resolved()
 
     @classmethod
     def from_settings(cls, settings: ClusterSettings) -> SlurmHook:
         hook = cls.__new__(cls)
         BaseHook.__init__(hook)
-        hook.settings = settings
+        hook.settings = settings.resolved()
         return hook
 
     def get_client(self) -> Any:

@@ -19,7 +19,8 @@ class ClusterMixin:
 
     @property
     def settings(self) -> ClusterSettings:
-        return ClusterSettings(**self.cluster)
+        """Resolved at run time (reads the `slurm` connection once per call)."""
+        return ClusterSettings(**self.cluster).resolved()
 
 
 def context_run_key(context: Any) -> str:

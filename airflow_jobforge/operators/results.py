@@ -111,7 +111,9 @@ class _ResultBase(ClusterMixin, BaseOperator):
             ", ".join(names[:20]),
         )
         self.defer(
-            trigger=SlurmJobTrigger(job.job_id, job.exit_file, self.cluster, self.poll_interval),
+            trigger=SlurmJobTrigger(
+                job.job_id, job.exit_file, asdict(self.settings), self.poll_interval
+            ),
             method_name="execute_complete",
         )
 

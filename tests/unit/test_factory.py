@@ -228,3 +228,26 @@ def test_run_keys_and_dirs_are_safe_and_stable():
     key = run_key("d", "manual__2026-01-01T00:00:00+00:00")
     assert key == run_key("d", "manual__2026-01-01T00:00:00+00:00") and len(key) == 12
     assert safe_run_id("manual__2026-01-01T00:00:00+00:00") == "manual__2026-01-01T00_00_00_00_00"
+
+
+def test_a_slurm_connection_is_read_at_run_time_not_at_parse_time(monkeypatch):
+    from airflow_jobforge.hooks.slurm import ClusterSettings
+
+    dag = build_dag(config(), "d", backend="slurm", slurm_conn_id="hpc", output_dir="/tmp/o")
+    assert dag.task_dict["a.submit_0000"].cluster["slurm_conn_id"] == "hpc"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HPC",
+        json.dumps(
+            {
+                "conn_type": "slurm",
+                "extra": {"ssh_conn_id": "login", "partition": "short", "python": "/opt/py"},
+            }
+        ),
+    )
+    resolved = ClusterSettings(backend="slurm", slurm_conn_id="hpc", python="/mine").resolved()
+    assert (resolved.ssh_conn_id, resolved.partition, resolved.python) == (
+        "login",
+        "short",
+        "/mine",
+    )
+    assert resolved.resolved() is resolved
