@@ -8,11 +8,12 @@ import fnmatch
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from airflow_jobforge.config.models import ContainerParams, SlurmParams
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.node.spec import BatchSpec
 from airflow_jobforge.slurm.script import SubmitRequest
 
 OVERRIDABLE = ("partition", "account", "qos", "walltime")
@@ -46,26 +47,16 @@ def restrict_batch(spec: BatchSpec, keep: Iterable[str], batch: str | None = Non
     not rerun become external: the runner reads those blockers' latest records."""
     keep = set(keep)
     jobs = tuple(
-        JobSpec(
-            name=job.name,
-            command=job.command,
+        replace(
+            job,
             blocked_by=tuple(b for b in job.blocked_by if b in keep),
             external_blockers=job.external_blockers
             + tuple(b for b in job.blocked_by if b not in keep),
-            cancel_on_blocking_job_failure=job.cancel_on_blocking_job_failure,
-            extension=job.extension,
         )
         for job in spec.jobs
         if job.name in keep
     )
-    return BatchSpec(
-        batch or spec.batch,
-        jobs,
-        spec.num_processes,
-        spec.node_setup_command,
-        spec.node_teardown_command,
-        spec.env,
-    )
+    return replace(spec, batch=batch or spec.batch, jobs=jobs)
 
 
 def drop_unselected_blockers(spec: BatchSpec, patterns: Sequence[str] | None) -> BatchSpec:
@@ -73,24 +64,10 @@ def drop_unselected_blockers(spec: BatchSpec, patterns: Sequence[str] | None) ->
     if not patterns:
         return spec
     jobs = tuple(
-        JobSpec(
-            name=j.name,
-            command=j.command,
-            blocked_by=j.blocked_by,
-            external_blockers=tuple(selected(j.external_blockers, patterns)),
-            cancel_on_blocking_job_failure=j.cancel_on_blocking_job_failure,
-            extension=j.extension,
-        )
+        replace(j, external_blockers=tuple(selected(j.external_blockers, patterns)))
         for j in spec.jobs
     )
-    return BatchSpec(
-        spec.batch,
-        jobs,
-        spec.num_processes,
-        spec.node_setup_command,
-        spec.node_teardown_command,
-        spec.env,
-    )
+    return replace(spec, jobs=jobs)
 
 
 def apply_overrides(slurm: SlurmParams, params: Mapping[str, Any]) -> SlurmParams:

@@ -116,17 +116,9 @@ def run_config(
 
     configure_orm()
     dag = build_dag(config, dag_id, file=str(Path(config_file).resolve()), **options)
-    run_id_holder: dict[str, str] = {}
     base = Path(options.get("output_dir") or _default_output(dag_id))
-    progress = None
     started = time.perf_counter()
-    try:
-        dr = _run_with_progress(
-            dag, params or {}, base, len(config.jobs), run_id_holder, local=not ssh_conn_id
-        )
-    finally:
-        if progress is not None:
-            progress.stop.set()
+    dr = _run_with_progress(dag, params or {}, base, len(config.jobs), local=not ssh_conn_id)
     from airflow_jobforge.execution import safe_run_id
 
     run_dir = base / safe_run_id(dr.run_id)
@@ -162,10 +154,10 @@ def _remote_records(dag: Any, run_dir: Path) -> dict[str, Any]:
 
 
 def _run_with_progress(
-    dag: Any, params: dict[str, Any], base: Path, total: int, holder: dict[str, str], local: bool
+    dag: Any, params: dict[str, Any], base: Path, total: int, local: bool
 ) -> Any:
+    """dag.test(), with a progress line from this run's records while it runs (local dirs)."""
     stop = threading.Event()
-
     started = time.time()
 
     def watch() -> None:

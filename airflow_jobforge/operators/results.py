@@ -9,7 +9,7 @@ that did not succeed are submitted again, alone, as one SLURM job, and the task 
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -92,13 +92,7 @@ class _ResultBase(ClusterMixin, BaseOperator):
         try_number = context["ti"].try_number
         batch_name, tag_part = rerun_names(self.batch, names, try_number)
         tag = f"{context_run_key(context)}.{tag_part}"
-        request = request.__class__(
-            **{
-                **request.__dict__,
-                "tag": tag,
-                "batch": restrict_batch(request.batch, names, batch_name),
-            }
-        )
+        request = replace(request, tag=tag, batch=restrict_batch(request.batch, names, batch_name))
         client = self.hook.get_client()
         try:
             job = client.submit(request, adopt=True)

@@ -8,6 +8,7 @@ success here: per-job outcomes are for the result tasks.
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -73,9 +74,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             )
             if status[previous["job_id"]].outcome is not Outcome.RETRYABLE:
                 return previous  # still running (adopt it) or a final outcome to report
-            request = request.__class__(
-                **{**request.__dict__, "tag": submit_tag(key, batch, try_number, "w")}
-            )
+            request = replace(request, tag=submit_tag(key, batch, try_number, "w"))
             job = client.submit(request, adopt=False)
             self.log.info(
                 "resubmitted batch %s after %s as SLURM job %s",
@@ -102,7 +101,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             trigger=SlurmJobTrigger(
                 job["job_id"],
                 job["exit_file"],
-                self.cluster,
+                asdict(self.settings),  # resolved here: the triggerer reads no connections
                 self.poll_interval,
                 self.max_poll_interval,
                 self.grace_s,

@@ -130,6 +130,15 @@ class Target:
         )
         return self.client.submit(request, adopt=adopt)
 
+    def submit_held(self, n: int) -> list[SubmittedJob]:
+        """n one-job batches held in the queue (--hold): cheap jobs to poll for status."""
+        out = self.output_dir()
+        held = SlurmParams(walltime="5", extra=("--hold",))
+        return [
+            self.submit([JobSpec("a", "true")], output_dir=out, slurm=held, adopt=False)
+            for _ in range(n)
+        ]
+
 
 def make_target(name: str, cluster: Cluster) -> Target:
     if name == "local":

@@ -122,12 +122,7 @@ def test_walltime_exceeded_is_timeout_and_failed(local):
 
 
 def test_status_of_200_jobs_costs_one_job_info_rpc(target):
-    out = target.output_dir()
-    held = SlurmParams(walltime="5", extra=("--hold",))
-    jobs = [
-        target.submit([JobSpec("a", "true")], output_dir=out, slurm=held, adopt=False)
-        for _ in range(200)
-    ]
+    jobs = target.submit_held(200)
     ids = [j.job_id for j in jobs]
     try:
         sdiag_reset()

@@ -30,12 +30,7 @@ def squeue_state(job_id: str) -> str:
 
 
 def test_200_deferred_waits_cost_one_status_query_per_poll(local):
-    out = local.output_dir()
-    held = SlurmParams(walltime="5", extra=("--hold",))
-    jobs = [
-        local.submit([JobSpec("a", "true")], output_dir=out, slurm=held, adopt=False)
-        for _ in range(200)
-    ]
+    jobs = local.submit_held(200)
     ids = [j.job_id for j in jobs]
 
     async def scenario():
