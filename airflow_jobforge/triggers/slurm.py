@@ -12,6 +12,9 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
 from airflow_jobforge.poller import SharedPoller
 
+# Exit files are looked for this often where they are visible (no SSH); see poller.py.
+EXIT_FILE_PROBE_S = 0.5
+
 
 class SlurmJobTrigger(BaseTrigger):
     def __init__(
@@ -60,6 +63,7 @@ class SlurmJobTrigger(BaseTrigger):
                 self.poll_interval,
                 self.max_poll_interval,
                 self.grace_s,
+                probe_interval=None if settings.ssh_conn_id else EXIT_FILE_PROBE_S,
             ),
         )
 
