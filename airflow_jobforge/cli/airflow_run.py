@@ -118,6 +118,10 @@ def run_config(
     from airflow_jobforge.factory import build_dag
 
     configure_orm()
+    from airflow_jobforge.cli import execution_api
+
+    if not execution_api.install() and verbose:
+        print("jobforge: Airflow's stock in-process Execution API", file=sys.stderr)
     dag = build_dag(config, dag_id, file=str(Path(config_file).resolve()), **options)
     base = Path(options.get("output_dir") or _default_output(dag_id))
     started = time.perf_counter()
