@@ -54,7 +54,10 @@ def head_only_app(lifespan: Any) -> Any:
         execution_app.logger.exception(
             "Handle died with an error", exc_info=(type(exc), exc, exc.__traceback__)
         )
-        return JSONResponse(status_code=500, content={"message": "Internal server error"})
+        content = {"message": "Internal server error"}
+        if correlation_id := request.headers.get("correlation-id"):
+            content["correlation-id"] = correlation_id
+        return JSONResponse(status_code=500, content=content)
 
     return app
 
