@@ -12,9 +12,10 @@ submission, SLURM scheduling), the jobs themselves, and the last job's end to th
 (noticing the batch ended, result and summary tasks), and the CPU the jobforge process
 itself used (it competes with the jobs for the 2 cores).
 
-t is measured twice: alone before the run (calibration) and by the jobs themselves in the
-run (their records' exec_time_s). This VM's speed drifts by up to 20 % within minutes, so the
-in-run figure is the fair one: overhead = wall - sum(exec_time_s) / CPUs.
+t is measured twice: by calibration (every CPU running one loop job, before and after the
+run, averaged) and by the jobs themselves in the run (their records' exec_time_s). This VM's
+speed drifts by up to 20 % within minutes, so the in-run figure is the fairer one:
+overhead = wall - sum(exec_time_s) / CPUs.
 """
 
 from __future__ import annotations
@@ -32,19 +33,24 @@ from pathlib import Path
 LOOP = "i=0; while [ $i -lt {n} ]; do i=$((i+1)); done"
 
 
+def time_loops(n: int, rounds: int = 4) -> float:
+    """Seconds one loop job takes while every CPU runs one, as in the run: two busy vCPUs
+    are often hyperthreads of one core, so a job alone would be faster than in the run."""
+    cpus = os.cpu_count() or 1
+    started = time.perf_counter()
+    for _ in range(rounds):
+        procs = [subprocess.Popen(["bash", "-c", LOOP.format(n=n)]) for _ in range(cpus)]
+        for proc in procs:
+            proc.wait()
+    return (time.perf_counter() - started) / rounds
+
+
 def calibrate(seconds: float) -> tuple[int, float]:
     """Loop count whose bash run takes about `seconds` of CPU here, and its measured time."""
     n = 20000
     for _ in range(3):
-        started = time.perf_counter()
-        for _ in range(5):
-            subprocess.run(["bash", "-c", LOOP.format(n=n)], check=True)
-        per_job = (time.perf_counter() - started) / 5
-        n = max(1000, int(n * seconds / per_job))
-    started = time.perf_counter()
-    for _ in range(5):
-        subprocess.run(["bash", "-c", LOOP.format(n=n)], check=True)
-    return n, (time.perf_counter() - started) / 5
+        n = max(1000, int(n * seconds / time_loops(n, rounds=2)))
+    return n, time_loops(n)
 
 
 def records_of(out: Path) -> list[dict]:
@@ -85,7 +91,6 @@ def run(
     }
     path = work / f"e2e_{n_jobs}.json"
     path.write_text(json.dumps(config))
-    ideal = n_jobs * per_job / os.cpu_count()
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     launched = time.time()
     started = time.perf_counter()
@@ -114,6 +119,8 @@ def run(
     summary = [line for line in result.stdout.splitlines() if " jobs: " in line]
     outcome = summary[-1] if summary else result.stderr[-500:]
     start_up = "Airflow start-up" + (" and DB migrate" if home is None else "")
+    per_job = (per_job + time_loops(loops)) / 2  # before and after: this VM's speed drifts
+    ideal = n_jobs * per_job / os.cpu_count()
     records = records_of(work / "out")
     in_run = sum(r["exec_time_s"] for r in records) / os.cpu_count()
     print(
