@@ -34,8 +34,8 @@ LOOP = "i=0; while [ $i -lt {n} ]; do i=$((i+1)); done"
 
 
 def time_loops(n: int, rounds: int = 4) -> float:
-    """Seconds one loop job takes while every CPU runs one, as in the run: two busy vCPUs
-    are often hyperthreads of one core, so a job alone would be faster than in the run."""
+    """Seconds one loop job takes while every CPU runs one, as in the run: on a VM, a busy
+    neighbour vCPU (shared host core, cache, memory bandwidth) can slow a job down."""
     cpus = os.cpu_count() or 1
     started = time.perf_counter()
     for _ in range(rounds):
@@ -54,6 +54,7 @@ def calibrate(seconds: float) -> tuple[int, float]:
 
 
 def records_of(out: Path) -> list[dict]:
+    """Every result record the run wrote (one DAG run under `out`)."""
     return [
         json.loads(line)
         for path in glob.glob(str(out / "*" / "results" / "*.jsonl"))
