@@ -78,7 +78,7 @@ def timeline(records: list[dict], launched: float, ended: float) -> str:
 def run(
     n_jobs: int, seconds: float, batch: int, processes: int, cpus: int, home: Path | None
 ) -> None:
-    loops, per_job = calibrate(seconds)
+    loops, before = calibrate(seconds)
     work = Path(tempfile.mkdtemp(prefix="jobforge-e2e-", dir="/tmp"))
     config = {
         "jobs": [{"name": f"j{i}", "command": LOOP.format(n=loops)} for i in range(n_jobs)],
@@ -120,7 +120,7 @@ def run(
     summary = [line for line in result.stdout.splitlines() if " jobs: " in line]
     outcome = summary[-1] if summary else result.stderr[-500:]
     start_up = "Airflow start-up" + (" and DB migrate" if home is None else "")
-    per_job = (per_job + time_loops(loops)) / 2  # before and after: this VM's speed drifts
+    per_job = (before + time_loops(loops)) / 2  # before and after: this VM's speed drifts
     ideal = n_jobs * per_job / os.cpu_count()
     records = records_of(work / "out")
     in_run = sum(r["exec_time_s"] for r in records) / os.cpu_count()
