@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from airflow_jobforge.config import load_config
-from airflow_jobforge.local_run import run_locally
+from airflow_jobforge.local.direct import run_locally
 from airflow_jobforge.planning import plan_batches
 
 
@@ -27,7 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(summary)
         print(f"Results: {output}/results/*.jsonl; job output: {output}/job-output/")
         return 0 if summary.successful == summary.total else 1
-    from airflow_jobforge.cli.airflow_run import parse_params, run_config
+    from airflow_jobforge.embedded.run import parse_params, run_config
 
     job_tasks = {"auto": None, "yes": True, "no": False}[args.job_tasks]
     state, summary, run_dir = run_config(

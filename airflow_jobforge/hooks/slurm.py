@@ -91,7 +91,7 @@ class SlurmHook(BaseHook):
     def get_client(self) -> Any:
         """SlurmClient (local CLI or SSH) or LocalClient, all with the same interface."""
         if self.settings.backend == "local":
-            from airflow_jobforge.local_backend import LocalClient
+            from airflow_jobforge.local.backend import LocalClient
 
             return LocalClient()
         from airflow_jobforge.slurm.client import SlurmClient
@@ -106,7 +106,7 @@ class SlurmHook(BaseHook):
 
     def get_async_client(self) -> Any:
         if self.settings.backend == "local":
-            from airflow_jobforge.local_backend import AsyncLocalClient
+            from airflow_jobforge.local.backend import AsyncLocalClient
 
             return AsyncLocalClient()
         from airflow_jobforge.slurm.client import AsyncSlurmClient

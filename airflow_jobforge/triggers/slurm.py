@@ -10,7 +10,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
-from airflow_jobforge.poller import SharedPoller
+from airflow_jobforge.triggers.poller import SharedPoller
 
 # Exit files are looked for this often where they are visible (no SSH); see poller.py.
 EXIT_FILE_PROBE_S = 0.5

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from airflow_jobforge.cli.airflow_run import run_config
+from airflow_jobforge.embedded.run import run_config
 
 
 def run(config_file: str, **options: Any):

@@ -13,8 +13,8 @@ import pytest
 from airflow_jobforge.config import SlurmParams
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.operators.submit import SlurmSubmitOperator
-from airflow_jobforge.poller import SharedPoller
 from airflow_jobforge.sensors.slurm import SlurmJobSensor
+from airflow_jobforge.triggers.poller import SharedPoller
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
 
 from .conftest import node_down, sdiag_counts, sdiag_reset, wait_file, wait_running, wait_terminal

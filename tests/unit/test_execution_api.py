@@ -8,7 +8,7 @@ import svcs
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from airflow_jobforge.cli import execution_api
+from airflow_jobforge.embedded import execution_api
 
 
 def _routes(routes: list) -> dict[tuple[str, frozenset[str]], object]:

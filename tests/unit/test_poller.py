@@ -6,8 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from airflow_jobforge.poller import SharedPoller
 from airflow_jobforge.slurm.states import JobStatus, classify_state
+from airflow_jobforge.triggers.poller import SharedPoller
 
 
 class ScriptedClient:

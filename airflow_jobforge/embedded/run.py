@@ -118,7 +118,7 @@ def run_config(
     from airflow_jobforge.factory import build_dag
 
     configure_orm()
-    from airflow_jobforge.cli import execution_api
+    from airflow_jobforge.embedded import execution_api
 
     if not execution_api.install() and verbose:
         print("jobforge: Airflow's stock in-process Execution API", file=sys.stderr)

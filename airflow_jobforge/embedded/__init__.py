@@ -1,0 +1,2 @@
+"""`jobforge run`: the embedded Airflow (home, migration, head-only Execution API, dag.test
+driver)."""
