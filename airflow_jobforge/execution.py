@@ -8,7 +8,7 @@ import fnmatch
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from airflow_jobforge.config.models import ContainerParams, SlurmParams
@@ -109,7 +109,43 @@ def request_from_dict(data: Mapping[str, Any]) -> SubmitRequest:
     )
 
 
-def rerun_names(batch: str, names: Sequence[str], try_number: int) -> tuple[str, str]:
-    """(batch file name, tag part) of a rerun of `names`: short, unique per attempt."""
-    digest = hashlib.sha1("\0".join(sorted(names)).encode()).hexdigest()[:8]
+def rerun_names(batch: str, task_id: str, try_number: int) -> tuple[str, str]:
+    """(batch file name, tag part) of the rerun a cleared result task submits: unique per
+    (task, cleared attempt) and independent of which jobs it holds, so a retry of that
+    attempt after an infrastructure error finds and adopts it instead of submitting twice."""
+    digest = hashlib.sha1(task_id.encode()).hexdigest()[:8]
     return f"{batch}-rerun{try_number}-{digest}", f"{batch}.r{try_number}-{digest}"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Which try of a task instance this is, and who started the series it belongs to.
+
+    Airflow numbers tries across clears. A user's clear sets `max_tries = try_number +
+    retries`, so the series of tries that a clear (or the first run) started begins at
+    `max_tries - retries + 1` — the formula Airflow's own task runner uses to find a
+    sensor's first reschedule. Tries after `first` are automatic retries, which jobforge
+    spends only on infrastructure errors: they must adopt what the series already submitted.
+    """
+
+    try_number: int
+    first: int = 1
+
+    @property
+    def is_retry(self) -> bool:
+        return self.try_number > self.first
+
+    @property
+    def cleared(self) -> bool:
+        """The series began with a user's clear (or mark), not with the run."""
+        return self.first > 1
+
+    def earlier_in_series(self) -> range:
+        """Earlier tries of this series, newest first."""
+        return range(self.try_number - 1, self.first - 1, -1)
+
+
+def attempt(try_number: int, max_tries: int | None, retries: int) -> Attempt:
+    if max_tries is None or max_tries < 0:  # unknown (a hand-made context): a first series
+        return Attempt(try_number, 1)
+    return Attempt(try_number, min(try_number, max(1, max_tries - retries + 1)))

@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from airflow_jobforge.execution import run_key, safe_run_id
+from airflow_jobforge.execution import Attempt, attempt, run_key, safe_run_id
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
+
+# Infrastructure errors (API server, SSH or the SLURM controller unreachable) are retried
+# with exponential backoff for ~10 minutes: 15-30 s, 30-60 s, 1-2 min, then every 3 min.
+# A job's own failure never is: it raises AirflowFailException. Retries adopt what the
+# series of tries already submitted (see `Attempt`), so a retry never submits twice.
+INFRA_RETRIES = 6
+INFRA_RETRY_DELAY = timedelta(seconds=15)
+INFRA_MAX_RETRY_DELAY = timedelta(minutes=3)
+INFRA_BACKOFF = 2.0
+
+
+def with_infra_retries(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Operator kwargs with jobforge's infrastructure retry policy where neither the task nor
+    the DAG's `default_args` say otherwise."""
+    given = kwargs.get("default_args") or {}
+    for key, value in (
+        ("retries", INFRA_RETRIES),
+        ("retry_delay", INFRA_RETRY_DELAY),
+        ("retry_exponential_backoff", INFRA_BACKOFF),
+        ("max_retry_delay", INFRA_MAX_RETRY_DELAY),
+    ):
+        if key not in kwargs and key not in given:
+            kwargs[key] = value
+    return kwargs
 
 
 class ClusterMixin:
@@ -21,6 +46,11 @@ class ClusterMixin:
     def settings(self) -> ClusterSettings:
         """Resolved at run time (reads the `slurm` connection once per call)."""
         return ClusterSettings(**self.cluster).resolved()
+
+
+def context_attempt(context: Any, retries: int | None) -> Attempt:
+    ti = context["ti"]
+    return attempt(ti.try_number, getattr(ti, "max_tries", None), retries or 0)
 
 
 def context_run_key(context: Any) -> str:

@@ -1,10 +1,11 @@
 """Result tasks: what each job did, in the task log and XCom; re-runs on clear/retry.
 
 `JobResultOperator` reports one job, `BatchResultOperator` all jobs of a batch (one Airflow
-task instead of hundreds, for large configs). On their first try they read the records the
-batch left. On a later try — the user cleared the task, or retries are configured — the jobs
+task instead of hundreds, for large configs). They read the records the batch left. A job's
+own failure fails the task for good (AirflowFailException); their retries are for
+infrastructure errors only and just read again. When the user clears such a task, its jobs
 that did not succeed are submitted again, alone, as one SLURM job, and the task waits for it
-(deferred), then reports their new records.
+(deferred), then reports their new records; a retry of that cleared try adopts that rerun.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_jobforge.execution import request_from_dict, rerun_names, restrict_batch, selected
 from airflow_jobforge.operators.base import (
     ClusterMixin,
+    context_attempt,
     context_run_key,
     run_output_dir,
+    with_infra_retries,
 )
 from airflow_jobforge.results import ResultRecord, summarize
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
@@ -50,7 +53,7 @@ class _ResultBase(ClusterMixin, BaseOperator):
         poll_interval: float = 2.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**with_infra_retries(kwargs))
         self.jobs = jobs
         self.batch = batch
         self.output_dir = output_dir
@@ -66,11 +69,12 @@ class _ResultBase(ClusterMixin, BaseOperator):
 
     def execute(self, context: Any) -> Any:
         names = self._selected(context)
-        if context["ti"].try_number > 1:
+        tries = context_attempt(context, self.retries)
+        if tries.cleared:
             records = self._records(context)
             again = [n for n in names if n not in records or not records[n].succeeded]
             if again:
-                self._rerun(context, again)  # defers; resumes in execute_complete
+                self._rerun(context, again, tries.first)  # defers; resumes in execute_complete
         return self._report(context, names)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
@@ -84,13 +88,13 @@ class _ResultBase(ClusterMixin, BaseOperator):
         finally:
             client.close()
 
-    def _rerun(self, context: Any, names: list[str]) -> None:
+    def _rerun(self, context: Any, names: list[str], cleared_try: int) -> None:
+        """Submit `names` alone, tagged per (task, cleared try): adopted if already there."""
         submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
         if not submitted:
-            raise AirflowException(f"batch {self.batch} was never submitted: nothing to rerun")
+            raise AirflowFailException(f"batch {self.batch} was never submitted: nothing to rerun")
         request = request_from_dict(submitted["request"])
-        try_number = context["ti"].try_number
-        batch_name, tag_part = rerun_names(self.batch, names, try_number)
+        batch_name, tag_part = rerun_names(self.batch, self.task_id, cleared_try)
         tag = f"{context_run_key(context)}.{tag_part}"
         request = replace(request, tag=tag, batch=restrict_batch(request.batch, names, batch_name))
         client = self.hook.get_client()
@@ -99,9 +103,10 @@ class _ResultBase(ClusterMixin, BaseOperator):
         finally:
             client.close()
         self.log.info(
-            "re-running %d job(s) alone as SLURM job %s: %s",
+            "re-running %d job(s) alone as SLURM job %s%s: %s",
             len(names),
             job.job_id,
+            " (adopted)" if job.adopted else "",
             ", ".join(names[:20]),
         )
         self.defer(
@@ -141,11 +146,14 @@ class JobResultOperator(_ResultBase):
         finally:
             client.close()
         if record is None or record.status == "missing":
-            raise AirflowException(describe(self.job, record))
+            raise AirflowFailException(describe(self.job, record) + "; clear to re-run it")
         if record.status == "canceled":
             raise AirflowSkipException(f"canceled: {record.reason}")
         if record.return_code != 0:
-            raise AirflowException(f"job {self.job} failed with return code {record.return_code}")
+            raise AirflowFailException(
+                f"job {self.job} failed with return code {record.return_code}; "
+                "clear this task to re-run it alone"
+            )
         return record.__dict__
 
 
@@ -177,7 +185,7 @@ class BatchResultOperator(_ResultBase):
         results = {n: records[n].__dict__ for n in names if n in records}
         context["ti"].xcom_push(key="results", value=results)
         if bad:
-            raise AirflowException(
+            raise AirflowFailException(
                 f"{len(bad)} of {len(names)} jobs did not succeed: {', '.join(bad[:20])}; "
                 "clear this task to re-run them alone"
             )
@@ -187,12 +195,26 @@ class BatchResultOperator(_ResultBase):
         }
 
 
+RED = ("failed", "upstream_failed")
+
+
 class RunSummaryOperator(_ResultBase):
-    """The last task of a run: JADE's summary of every selected job; fails if any failed or
-    is missing, so the DAG run's state tells the truth even when the failed job is no leaf."""
+    """The last task of a run: JADE's summary of every selected job. Fails if any job failed
+    or is missing, or if any other task of the run ended red (a result that could not be
+    read, a wait that gave up), so a green run means every job succeeded and no task is red,
+    even when the red task is no leaf."""
 
     def execute(self, context: Any) -> Any:
         return self._report(context, self._selected(context))
+
+    def _red_tasks(self, context: Any) -> list[str]:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        run_id = context["run_id"]
+        states = RuntimeTaskInstance.get_task_states(
+            dag_id=context["dag"].dag_id, run_ids=[run_id]
+        ).get(run_id, {})
+        return sorted(t for t, state in states.items() if state in RED and t != self.task_id)
 
     def _report(self, context: Any, names: list[str]) -> Any:
         records = self._records(context)
@@ -205,6 +227,10 @@ class RunSummaryOperator(_ResultBase):
             or records[n].status == "missing"
             or (records[n].status == "finished" and records[n].return_code != 0)
         ]
-        if bad:
-            raise AirflowException(f"{summary}; not successful: {', '.join(bad[:20])}")
+        red = self._red_tasks(context)
+        if bad or red:
+            problems = [f"not successful: {', '.join(bad[:20])}"] if bad else []
+            if red:
+                problems.append(f"failed tasks: {', '.join(red[:20])}")
+            raise AirflowFailException(f"{summary}; {'; '.join(problems)}")
         return asdict(summary)

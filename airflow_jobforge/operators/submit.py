@@ -19,9 +19,11 @@ from airflow_jobforge.execution import (
 from airflow_jobforge.node.spec import BatchSpec
 from airflow_jobforge.operators.base import (
     ClusterMixin,
+    context_attempt,
     context_run_key,
     job_info,
     run_output_dir,
+    with_infra_retries,
 )
 from airflow_jobforge.slurm.client import SubmittedJob
 from airflow_jobforge.slurm.script import SubmitRequest
@@ -32,8 +34,10 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
     """Submits a batch; pushes the SLURM job id (and how to resubmit it) to XCom.
 
     Adoption: the tag is unique per (DAG run, batch, try). A restart of the same try finds
-    its job by tag; a retry finds the previous try's job and adopts it while it still runs
-    (the worker died, not the job); a retry after that job ended submits anew.
+    its job by tag. An automatic retry (an infrastructure error: the worker died right after
+    sbatch, the API server was away) adopts the job an earlier try of its series submitted,
+    whatever its state: the batch ran, and the wait task judges how. A user's clear starts a
+    new series and submits anew, unless the previous try's job still runs (adopt it).
     """
 
     ui_color = "#d6e4f0"
@@ -49,7 +53,7 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
         workdir: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**with_infra_retries(kwargs))
         self.batch = batch
         self.slurm = slurm
         self.output_dir = output_dir
@@ -107,13 +111,14 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
         return job_info(job, request_to_dict(request))
 
     def _adopt(self, client: Any, request: SubmitRequest, context: Any) -> SubmittedJob | None:
-        try_number = context["ti"].try_number
+        tries = context_attempt(context, self.retries)
+        key, batch = context_run_key(context), request.batch.batch
         candidates = [(request.tag, True)]
-        if try_number > 1:
-            previous = submit_tag(context_run_key(context), request.batch.batch, try_number - 1)
-            candidates.append((previous, False))
+        candidates += [(submit_tag(key, batch, n), True) for n in tries.earlier_in_series()]
+        if tries.try_number > 1 and not tries.is_retry:
+            candidates.append((submit_tag(key, batch, tries.try_number - 1), False))
         for tag, adopt_finished in candidates:
-            job_id = client.find(tag, deep=try_number > 1)
+            job_id = client.find(tag, deep=tries.try_number > 1)
             if job_id is None:
                 continue
             job = SubmittedJob(

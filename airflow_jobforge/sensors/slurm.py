@@ -1,9 +1,11 @@
 """SlurmJobSensor: waits for a batch's SLURM job; deferrable by default, poke mode too.
 
 Owns the batch's SLURM-level failures: NODE_FAIL / BOOT_FAIL / PREEMPTED raise a retryable
-error, and the next try resubmits the batch (new tag); TIMEOUT, OUT_OF_MEMORY and
-cancellation fail without retries. A batch whose jobs merely failed (runner exit 1) is a
-success here: per-job outcomes are for the result tasks.
+error, and the next try resubmits the batch (new tag, at most `max_resubmits` times);
+TIMEOUT, OUT_OF_MEMORY and cancellation fail without retries. Other retries are for
+infrastructure errors (the API server, SSH or slurmctld away): they adopt the job. A batch
+whose jobs merely failed (runner exit 1) is a success here: per-job outcomes are for the
+result tasks.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from airflow_jobforge.execution import request_from_dict, submit_tag
-from airflow_jobforge.operators.base import ClusterMixin, context_run_key, job_info
+from airflow_jobforge.operators.base import (
+    ClusterMixin,
+    context_attempt,
+    context_run_key,
+    job_info,
+    with_infra_retries,
+)
 from airflow_jobforge.slurm.client import StatusTracker, SubmittedJob
 from airflow_jobforge.slurm.states import JobStatus, Outcome
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
@@ -35,10 +43,12 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         poll_interval: float = 2.0,
         max_poll_interval: float = 10.0,
         grace_s: float = 300.0,
+        max_resubmits: int = 2,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
-        super().__init__(**kwargs)
+        super().__init__(**with_infra_retries(kwargs))
+        self.max_resubmits = max_resubmits
         self.submit_task_id = submit_task_id
         self.cluster = cluster
         self.deferrable = deferrable
@@ -50,37 +60,44 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
 
     # --- which job ---------------------------------------------------------------------------
     def _current_job(self, context: Any) -> dict[str, Any]:
+        """The job this try waits for: the submitted one, the latest resubmission of an
+        earlier try (adopted whatever its state), or a new resubmission when that one ended
+        NODE_FAIL / BOOT_FAIL / PREEMPTED — at most `max_resubmits` times."""
         submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
         if not submitted:
             raise AirflowSkipException("the batch was not submitted")
-        try_number = context["ti"].try_number
+        try_number = context_attempt(context, self.retries).try_number
         if try_number == 1:
             return submitted
         client = self.hook.get_client()
         try:
             request = request_from_dict(submitted["request"])
             key, batch = context_run_key(context), request.batch.batch
-            own = client.find(submit_tag(key, batch, try_number, "w"))
-            if own is not None:  # this try already resubmitted before a restart
-                return self._info(own, submit_tag(key, batch, try_number, "w"), submitted)
-            previous = submitted
-            if try_number > 2:
-                tag = submit_tag(key, batch, try_number - 1, "w")
+            own = submit_tag(key, batch, try_number, "w")
+            found = client.find(own)
+            if found is not None:  # this try already resubmitted before a restart
+                return self._info(found, own, submitted)
+            resubmits = []
+            for earlier in range(try_number - 1, 1, -1):
+                tag = submit_tag(key, batch, earlier, "w")
                 found = client.find(tag)
                 if found is not None:
-                    previous = self._info(found, tag, submitted)
+                    resubmits.append(self._info(found, tag, submitted))
+            previous = resubmits[0] if resubmits else submitted
             status = client.status(
                 [previous["job_id"]], {previous["job_id"]: previous["exit_file"]}
-            )
-            if status[previous["job_id"]].outcome is not Outcome.RETRYABLE:
+            )[previous["job_id"]]
+            if status.outcome is not Outcome.RETRYABLE:
                 return previous  # still running (adopt it) or a final outcome to report
-            request = replace(request, tag=submit_tag(key, batch, try_number, "w"))
+            if len(resubmits) >= self.max_resubmits:
+                raise AirflowFailException(
+                    f"batch {batch} ended {status.state} after {len(resubmits)} "
+                    "resubmission(s): not resubmitted again"
+                )
+            request = replace(request, tag=own)
             job = client.submit(request, adopt=False)
             self.log.info(
-                "resubmitted batch %s after %s as SLURM job %s",
-                batch,
-                status[previous["job_id"]].state,
-                job.job_id,
+                "resubmitted batch %s after %s as SLURM job %s", batch, status.state, job.job_id
             )
             return job_info(job, submitted["request"])
         finally:

@@ -84,10 +84,37 @@ class SlurmJobTrigger(BaseTrigger):
                 return
 
     async def on_kill(self) -> None:
-        """The user killed the waiting task (mark failed/success, clear): cancel the job."""
+        """The user killed the waiting task (mark failed/success, clear): cancel the job.
+
+        Airflow 3.3 also calls on_kill when a triggerer merely drops a trigger that was
+        reassigned to another triggerer (its `update_triggers` cancels every running trigger
+        it was not asked for, with the user-action message). The job is healthy then and its
+        task instance is still deferred: leave the job alone."""
+        if await self._still_deferred():
+            self.log.info("SLURM job %s: trigger reassigned, not cancelled", self.job_id)
+            return
         client = self._hook().get_async_client()
         try:
             await asyncio.wait_for(client.cancel([self.job_id]), timeout=60)
             self.log.info("cancelled SLURM job %s", self.job_id)
         finally:
             await client.close()
+
+    async def _still_deferred(self) -> bool:
+        """Whether the task instance still waits in the deferred state (no user action).
+        Unknown (no task instance: a trigger run by hand or dag.test) counts as a kill."""
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return False
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+        from asgiref.sync import sync_to_async
+
+        try:
+            states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]
+            )
+        except Exception as exc:  # cannot tell: never cancel a job that may be healthy
+            self.log.warning("SLURM job %s: state unknown (%s), not cancelled", self.job_id, exc)
+            return True
+        state = states.get(ti.run_id, {}).get(ti.task_id)
+        return str(state) == "deferred"

@@ -118,21 +118,24 @@ def submit_operator(out) -> SlurmSubmitOperator:
     )
 
 
-def test_a_restarted_submit_adopts_its_job_and_a_retry_adopts_a_running_one(local):
+def test_a_restart_or_retry_of_submit_adopts_its_job_and_only_a_clear_submits_anew(local):
     op = submit_operator(local.output_dir())
     ctx = context(1)
     first = op.execute(ctx)
     again = op.execute(ctx)  # the same try restarted (worker died after sbatch)
     assert again["job_id"] == first["job_id"] and again["adopted"]
-    retry = op.execute({**ctx, "ti": SimpleNamespace(try_number=2)})
-    assert retry["job_id"] == first["job_id"], "the previous try's job still runs: adopt it"
+    retry = op.execute({**ctx, "ti": SimpleNamespace(try_number=2, max_tries=op.retries)})
+    assert retry["job_id"] == first["job_id"], "an automatic retry adopts the running job"
     local.client.cancel([first["job_id"]])
     wait_terminal(
         local.client, SimpleNamespace(job_id=first["job_id"], exit_file=first["exit_file"])
     )
-    third = op.execute({**ctx, "ti": SimpleNamespace(try_number=3)})
-    assert third["job_id"] != first["job_id"], "after it ended, a retry submits anew"
-    local.client.cancel([third["job_id"]])
+    third = op.execute({**ctx, "ti": SimpleNamespace(try_number=3, max_tries=op.retries)})
+    assert third["job_id"] == first["job_id"], "a retry adopts the ended job too: no 2nd job"
+    cleared = SimpleNamespace(try_number=4, max_tries=3 + op.retries)  # the user's clear
+    fourth = op.execute({**ctx, "ti": cleared})
+    assert fourth["job_id"] != first["job_id"], "a user's clear submits anew"
+    local.client.cancel([fourth["job_id"]])
 
 
 def test_a_restarted_sensor_adopts_instead_of_resubmitting(local):
