@@ -7,6 +7,13 @@ already written its byte, so no exit is missed.
 On SIGTERM/SIGINT (scancel, walltime, an Airflow kill) the runner terminates its children's
 process groups, records running jobs as `missing` and never-started ones as `canceled`, runs
 the node teardown, and exits 128+signal: every job of the batch ends with exactly one record.
+
+A full (or read-only) output dir must not cost the batch: the runner keeps going, holds the
+records it could not write and retries them with every later record (space may come back),
+says so on stderr once with the path and the error, prints the records it finally could not
+write to stderr (which may live on another file system), and exits EXIT_OUTPUT_UNWRITABLE, so
+whoever reads the exit code knows why records are missing. A job whose output files cannot be
+created is not started and recorded `missing` with that reason.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,7 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
-from airflow_jobforge.results import ResultRecord, ResultsWriter, collect_results, results_file
+from airflow_jobforge.results import (
+    EXIT_OUTPUT_UNWRITABLE,
+    NOT_WRITABLE,
+    ResultRecord,
+    ResultsWriter,
+    collect_results,
+    results_file,
+)
 
 JOB_OUTPUT_DIR = "job-output"
 KILL_GRACE_S = 5.0
@@ -107,7 +122,10 @@ class BatchRunner:
         self.num_processes = num_processes or spec.num_processes or default_num_processes()
         self.clock = clock
         self.hpc_job_id = os.environ.get("SLURM_JOB_ID")
-        self.writer = ResultsWriter(results_file(self.output_dir, spec.batch))
+        self.results_path = results_file(self.output_dir, spec.batch)
+        self.writer: ResultsWriter | None = None
+        self.unwritten: list[ResultRecord] = []  # in order; retried with every new record
+        self.write_error: OSError | None = None
         self.recorded: set[str] = set()
         self.any_failed = False
 
@@ -121,7 +139,7 @@ class BatchRunner:
         reason: str | None = None,
     ) -> None:
         end = self.clock()
-        self.writer.append(
+        self.unwritten.append(
             ResultRecord(
                 name=job.name,
                 status=status,  # type: ignore[arg-type]
@@ -134,9 +152,40 @@ class BatchRunner:
                 reason=reason,
             )
         )
+        self._flush()
         self.recorded.add(job.name)
         if not (status == "finished" and return_code == 0):
             self.any_failed = True
+
+    def _flush(self) -> None:
+        """Write the held records in order; on the first failure report it once and keep them."""
+        try:
+            if self.writer is None:
+                self.writer = ResultsWriter(self.results_path)
+            while self.unwritten:
+                self.writer.append(self.unwritten[0])
+                self.unwritten.pop(0)
+        except OSError as exc:
+            if self.write_error is None:
+                _say(
+                    f"cannot write result records to {self.results_path}: {_oserror(exc)}; "
+                    "jobs keep running, records are retried"
+                )
+            self.write_error = exc
+
+    def _report_unwritten(self) -> None:
+        """Last resort for records the output dir never took: stderr, one JSON line each."""
+        if not self.unwritten or self.write_error is None:
+            return
+        names = ", ".join(r.name for r in self.unwritten[:10])
+        more = f" and {len(self.unwritten) - 10} more" if len(self.unwritten) > 10 else ""
+        _say(
+            f"{NOT_WRITABLE}: {len(self.unwritten)} result records of batch {self.spec.batch} "
+            f"could not be written to {self.results_path} ({_oserror(self.write_error)}): "
+            f"{names}{more}"
+        )
+        for record in self.unwritten:
+            _say(f"unwritten record: {record.to_json()}")
 
     # --- processes -------------------------------------------------------------------------
     def _env(self, name: str) -> dict[str, str]:
@@ -195,29 +244,43 @@ class BatchRunner:
 
     # --- main loop -------------------------------------------------------------------------
     def run(self) -> int:
-        (self.output_dir / JOB_OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
+        try:
+            (self.output_dir / JOB_OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # each job then says it could not start, and why
+            _say(f"cannot create {self.output_dir / JOB_OUTPUT_DIR}: {_oserror(exc)}")
         wake = _Wakeup()
         try:
             code = self._run(wake)
         finally:
             teardown = self.spec.node_teardown_command
             if teardown:
-                self._run_node_command("node_teardown", teardown, wake, TEARDOWN_TIMEOUT_S)
+                try:
+                    self._run_node_command("node_teardown", teardown, wake, TEARDOWN_TIMEOUT_S)
+                except OSError as exc:
+                    _say(f"node teardown not started: {_oserror(exc)}")
             wake.close()
-            self.writer.close()
+            self._flush()
+            self._report_unwritten()
+            if self.writer is not None:
+                self.writer.close()
+        if self.unwritten and wake.terminated_by is None:
+            return EXIT_OUTPUT_UNWRITABLE
         return code
 
     def _run(self, wake: _Wakeup) -> int:
         jobs = {job.name: job for job in self.spec.jobs}
         setup = self.spec.node_setup_command
         if setup:
-            rc = self._run_node_command("node_setup", setup, wake)
-            if rc != 0:
+            try:
+                rc = self._run_node_command("node_setup", setup, wake)
                 reason = (
                     f"node setup command failed with exit code {rc}"
                     if rc is not None
                     else "batch terminated during node setup"
                 )
+            except OSError as exc:
+                rc, reason = None, f"node setup not started: {_oserror(exc)}"
+            if rc != 0:
                 for job in self.spec.jobs:
                     self._record(job, "canceled", None, None, reason)
                 return self._exit_code(wake)
@@ -252,7 +315,12 @@ class BatchRunner:
                 break
             while ready and len(running) < self.num_processes:
                 job = jobs[ready.popleft()]
-                proc = self._spawn(job.name, job_argv(job))
+                try:
+                    proc = self._spawn(job.name, job_argv(job))
+                except OSError as exc:
+                    self._record(job, "missing", None, None, f"not started: {_oserror(exc)}")
+                    self._release(job.name, False, jobs, dependants, waiting_on, ready)
+                    continue
                 running[proc.pid] = _Running(job, proc, self.clock())
             wake.wait()
             if wake.terminated_by is not None:
@@ -335,6 +403,20 @@ class BatchRunner:
         if wake.terminated_by is not None:
             return 128 + wake.terminated_by
         return EXIT_JOBS_FAILED if self.any_failed else EXIT_OK
+
+
+def _oserror(exc: OSError) -> str:
+    """'No space left on device: /path', the way a user searches for it."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
+def _say(message: str) -> None:
+    """stderr is the batch's SLURM log; it may be on the same full disk, so never raise."""
+    try:
+        print(f"jobforge node runner: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def run_batch(

@@ -249,3 +249,90 @@ def test_unreadable_batch_file_is_exit_2(tmp_path, capsys):
     bad.write_text(json.dumps({"nope": 1}))
     assert main(["run-batch", str(bad), "--output", str(tmp_path)]) == 2
     assert "cannot read batch file" in capsys.readouterr().err
+
+
+def test_a_short_write_gets_its_own_line_so_the_next_record_survives(tmp_path, monkeypatch):
+    path = results_file(tmp_path, "b")
+    writer = ResultsWriter(path)
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:10]))
+    with pytest.raises(OSError, match="No space left on device"):
+        writer.append(ResultRecord("torn", "finished", 0, 0.1, 1.0, 1.1, "b"))
+    monkeypatch.setattr(os, "write", real_write)
+    writer.append(ResultRecord("next", "finished", 0, 0.1, 1.0, 1.1, "b"))
+    writer.close()
+    assert [r.name for r in read_records(path)] == ["next"]
+
+
+def test_records_that_cannot_be_written_are_held_retried_and_reported(
+    tmp_path, monkeypatch, capsys
+):
+    """A full disk refuses the first two records: the jobs keep running, the held records
+    are written with the third, stderr says so once with the path and the error."""
+    real_append = ResultsWriter.append
+    refusals = iter([True, True])
+
+    def append(self: ResultsWriter, record: ResultRecord) -> None:
+        if next(refusals, False):
+            raise OSError(28, "No space left on device", str(self.path))
+        real_append(self, record)
+
+    monkeypatch.setattr(ResultsWriter, "append", append)
+    spec = BatchSpec(
+        batch="b",
+        jobs=(
+            JobSpec("a", "true"),
+            JobSpec("b", "true", blocked_by=("a",)),
+            JobSpec("c", "true", blocked_by=("b",)),
+        ),
+    )
+    assert run_batch(spec, tmp_path, 1) == 0
+    assert [r.name for r in records(tmp_path)] == ["a", "b", "c"]
+    err = capsys.readouterr().err
+    path = results_file(tmp_path.resolve(), "b")
+    assert err.count(f"cannot write result records to {path}: No space left on device") == 1
+
+
+def test_records_never_written_end_the_batch_with_exit_74_and_go_to_stderr(
+    tmp_path, monkeypatch, capsys
+):
+    def refuse(self: ResultsWriter, record: ResultRecord) -> None:
+        raise OSError(28, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(ResultsWriter, "append", refuse)
+    spec = BatchSpec(batch="b", jobs=(JobSpec("a", "true"), JobSpec("b", "exit 3")))
+    assert run_batch(spec, tmp_path, 2) == runner_module.EXIT_OUTPUT_UNWRITABLE == 74
+    err = capsys.readouterr().err
+    assert "output dir not writable: 2 result records of batch b could not be written" in err
+    lost = [
+        json.loads(line.split("unwritten record: ", 1)[1])
+        for line in err.splitlines()
+        if "unwritten record: " in line
+    ]
+    assert {r["name"]: r["return_code"] for r in lost} == {"a": 0, "b": 3}
+
+
+def test_a_job_whose_output_file_cannot_be_created_is_recorded_missing(tmp_path, monkeypatch):
+    real_spawn = runner_module.BatchRunner._spawn
+
+    def spawn(self, name, argv):
+        if name == "a":
+            raise OSError(28, "No space left on device", f"{self.output_dir}/job-output/a.out")
+        return real_spawn(self, name, argv)
+
+    monkeypatch.setattr(runner_module.BatchRunner, "_spawn", spawn)
+    spec = BatchSpec(
+        batch="b",
+        jobs=(
+            JobSpec("a", "true"),
+            JobSpec("after", "true", blocked_by=("a",), cancel_on_blocking_job_failure=True),
+            JobSpec("other", "true"),
+        ),
+    )
+    assert run_batch(spec, tmp_path, 1) == 1
+    got = by_name(tmp_path)
+    assert got["a"].status == "missing"
+    assert got["a"].reason == (
+        f"not started: No space left on device: {tmp_path.resolve()}/job-output/a.out"
+    )
+    assert got["after"].status == "canceled" and got["other"].succeeded
