@@ -2,8 +2,14 @@
 
 A batch is the very script sbatch would get, run by bash as a detached process (its own
 session), so both backends share one DAG shape, one runner and one exit-code file. Job ids
-are `local-<pid>`; the exit-code file is the truth, a live process means running, and a
-process gone without an exit file is UNKNOWN (the tracker fails it after its grace).
+are `local-<pid>`; the exit-code file is the truth, a live process means running.
+
+A process gone without an exit file failed, and is reported FAILED at once: unlike SLURM's
+accounting there is no lag to wait out here (the process is sampled before the file is
+read, so a file written just before the exit is never missed). The reason says what is
+known: the exit file the script wrote to the fallback dir (`JOBFORGE_EXIT_FALLBACK_DIR`,
+under the state dir) when the output dir could not take it, a full or read-only output dir,
+and the tail of the batch's stderr.
 """
 
 from __future__ import annotations
@@ -15,10 +21,22 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from airflow_jobforge.results import ResultRecord, collect_results
+from airflow_jobforge.results import (
+    NOT_WRITABLE,
+    ResultRecord,
+    collect_results,
+    tail_file,
+    unwritable_reason,
+)
 from airflow_jobforge.slurm.client import SubmittedJob
-from airflow_jobforge.slurm.parse import parse_exit_files, unknown_status
-from airflow_jobforge.slurm.script import SubmitRequest, check_tag, render
+from airflow_jobforge.slurm.parse import parse_exit_text
+from airflow_jobforge.slurm.script import (
+    FALLBACK_ENV,
+    SubmitRequest,
+    check_tag,
+    fallback_exit_file,
+    render,
+)
 from airflow_jobforge.slurm.states import JobStatus, Outcome
 
 PREFIX = "local-"
@@ -56,6 +74,10 @@ class LocalClient:
     def _marker(self, tag: str) -> Path:
         return self.state_dir / f"{check_tag(tag)}.json"
 
+    @property
+    def fallback_dir(self) -> Path:
+        return self.state_dir / "exit"
+
     def find(self, tag: str, *, deep: bool = True) -> str | None:
         try:
             return json.loads(self._marker(tag).read_text())["job_id"]
@@ -86,6 +108,7 @@ class LocalClient:
                 stdout=out,
                 stderr=err,
                 cwd=request.workdir,
+                env={**os.environ, FALLBACK_ENV: str(self.fallback_dir)},
                 start_new_session=True,
             )
         job_id = f"{PREFIX}{proc.pid}"
@@ -102,18 +125,32 @@ class LocalClient:
         exit_files = exit_files or {}
         statuses: dict[str, JobStatus] = {}
         for job_id in dict.fromkeys(job_ids):
-            path = exit_files.get(job_id)
-            if path and os.path.exists(path):
-                text = Path(path).read_text()
-                statuses.update(parse_exit_files(f"{path}:{text.strip()}", {path: job_id}))
-                if job_id in statuses:
-                    continue
             pid = _pid(job_id)
-            if pid is not None and _alive(pid):
+            alive = pid is not None and _alive(pid)  # before the files: see the module doc
+            path = exit_files.get(job_id)
+            status = self._from_exit_files(job_id, path)
+            if status is not None:
+                statuses[job_id] = status
+            elif alive:
                 statuses[job_id] = JobStatus(job_id, "RUNNING", Outcome.RUNNING, source="local")
             else:
-                statuses[job_id] = unknown_status(job_id, "local process ended without exit file")
+                statuses[job_id] = JobStatus(
+                    job_id, "EXITED", Outcome.FAILED, reason=ended_without_exit_file(path)
+                )
         return statuses
+
+    def _from_exit_files(self, job_id: str, path: str | None) -> JobStatus | None:
+        if not path:
+            return None
+        for candidate in (path, fallback_exit_file(str(self.fallback_dir), path)):
+            try:
+                text = Path(candidate).read_text()
+            except OSError:
+                continue
+            status = parse_exit_text(job_id, text)
+            if status is not None:
+                return status
+        return None
 
     def cancel(self, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:
@@ -125,21 +162,27 @@ class LocalClient:
                     pass
 
     def tail_logs(self, path: str, lines: int = 50) -> str:
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                size = handle.tell()
-                handle.seek(max(0, size - 64 * 1024))
-                text = handle.read().decode(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "".join(text.splitlines(keepends=True)[-lines:])
+        return tail_file(path, lines)
 
     def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
         return collect_results(output_dir)
 
     def close(self) -> None:
         pass
+
+
+def ended_without_exit_file(exit_file: str | None) -> str:
+    """Why a local batch left no exit file, as far as its directory and stderr tell."""
+    if not exit_file:
+        return "local batch process ended; its exit file is unknown"
+    reason = f"local batch process ended without writing {exit_file}"
+    problem = unwritable_reason(Path(exit_file).parent)
+    if problem:
+        reason += f": {NOT_WRITABLE} ({problem})"
+    stderr = tail_file(exit_file.removesuffix(".exit") + ".err", 5).strip()
+    if stderr:
+        reason += "; its stderr ends: " + " | ".join(stderr.splitlines())
+    return reason
 
 
 class AsyncLocalClient:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from airflow_jobforge.errors import SlurmError
+from airflow_jobforge.results import EXIT_OUTPUT_UNWRITABLE, NOT_WRITABLE
 from airflow_jobforge.slurm.states import JobStatus, Outcome, classify_state, outcome_of_exit_code
 
 # Field lists the client asks for; parsers below depend on their order.
@@ -37,7 +38,7 @@ def parse_squeue(stdout: str) -> dict[str, JobStatus]:
             state=state,
             outcome=outcome,
             exit_code=exit_code,
-            reason=None if reason in ("None", "(null)", "") else reason,
+            reason=exit_reason(exit_code) or (None if reason in ("None", "(null)", "") else reason),
             source="squeue",
         )
     return statuses
@@ -67,12 +68,13 @@ def parse_sacct(stdout: str) -> dict[str, JobStatus]:
         if len(parts) < 4 or not parts[0]:
             continue
         job_id, state, exit_text, reason = parts[:4]
+        exit_code = _exit_code(exit_text)
         statuses[job_id] = JobStatus(
             job_id=job_id,
             state=state,
             outcome=classify_state(state),
-            exit_code=_exit_code(exit_text),
-            reason=None if reason in ("None", "") else reason,
+            exit_code=exit_code,
+            reason=exit_reason(exit_code) or (None if reason in ("None", "") else reason),
             source="sacct",
         )
     return statuses
@@ -93,9 +95,35 @@ def parse_exit_files(stdout: str, path_to_id: dict[str, str]) -> dict[str, JobSt
             state=f"EXITED {code}",
             outcome=outcome,
             exit_code=code,
+            reason=exit_reason(code),
             source="exit_file",
         )
     return statuses
+
+
+def exit_reason(code: int | None) -> str | None:
+    """What a batch's exit code says beyond success/failure (the node runner's own codes)."""
+    if code == EXIT_OUTPUT_UNWRITABLE:
+        return f"{NOT_WRITABLE}: the batch could not write its records or batch file"
+    return None
+
+
+def parse_exit_text(job_id: str, text: str) -> JobStatus | None:
+    """One exit file: the code on its first line; further lines (a fallback exit file's)
+    say why it is not where it belongs."""
+    first, _, rest = text.strip().partition("\n")
+    if not first.strip().lstrip("-").isdigit():
+        return None
+    code = int(first)
+    reasons = [r for r in (exit_reason(code), " ".join(rest.split())) if r]
+    return JobStatus(
+        job_id=job_id,
+        state=f"EXITED {code}",
+        outcome=outcome_of_exit_code(code),
+        exit_code=code,
+        reason="; ".join(reasons) or None,
+        source="exit_file",
+    )
 
 
 def unknown_status(job_id: str, reason: str) -> JobStatus:

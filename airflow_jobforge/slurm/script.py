@@ -4,6 +4,12 @@ sbatch options travel as argv (never through #SBATCH lines or a shell), every va
 re-validated here; the script body quotes every interpolated value. The batch file travels
 inside the script as a quoted heredoc, so a submission is one `sbatch` call with the script
 on stdin: nothing to copy to the cluster first, and a retried submission is the same script.
+
+A full or read-only output dir is said at once, not discovered by a timeout: a batch file
+that cannot be written ends the batch with EXIT_OUTPUT_UNWRITABLE, and an exit-code file that
+cannot be written is reported on stderr with its path and the error and, where the submitter
+named one in JOBFORGE_EXIT_FALLBACK_DIR (the local backend does), written there instead, with
+the reason on its second line.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from pathlib import PurePosixPath
 from airflow_jobforge.config.models import ContainerParams, SlurmParams
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.node.spec import BatchSpec
+from airflow_jobforge.results import EXIT_OUTPUT_UNWRITABLE
 
 _TAG = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 JOB_NAME_PREFIX = "jf-"
 COMMENT_PREFIX = "jobforge:"
 HEREDOC = "JOBFORGE_BATCH_EOF"
+FALLBACK_ENV = "JOBFORGE_EXIT_FALLBACK_DIR"
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,11 @@ class RenderedJob:
 
 def exit_file_path(slurm_dir: str, job_name: str, job_id: str) -> str:
     return f"{slurm_dir}/{job_name}-{job_id}.exit"
+
+
+def fallback_exit_file(fallback_dir: str, exit_file: str) -> str:
+    """Where the script writes an exit file that its own place could not take."""
+    return f"{fallback_dir.rstrip('/')}/{PurePosixPath(exit_file).name}"
 
 
 def check_tag(tag: str) -> str:
@@ -159,18 +172,36 @@ set -u
 job_id=${{SLURM_JOB_ID:-${{JOBFORGE_JOB_ID:?neither SLURM_JOB_ID nor JOBFORGE_JOB_ID is set}}}}
 out={q(out)}
 slurm_dir={q(slurm_dir)}
-mkdir -p "$out/batches" "$slurm_dir"
 batch_file="$out/batches/"{q(request.batch.batch)}".json"
-cat > "$batch_file.$job_id" <<'{HEREDOC}'
+exit_file="$slurm_dir/"{q(name)}"-$job_id.exit"
+why=
+rc={EXIT_OUTPUT_UNWRITABLE}
+if mkdir -p "$out/batches" "$slurm_dir" && cat > "$batch_file.$job_id" <<'{HEREDOC}'
 {batch_json}
 {HEREDOC}
-mv -f "$batch_file.$job_id" "$batch_file"
+then
+mv -f "$batch_file.$job_id" "$batch_file" && rc=0
+fi
+if [ "$rc" = 0 ]; then
 {pythonpath}{runner} &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT
 while :; do wait "$child"; rc=$?; kill -0 "$child" 2>/dev/null || break; done
-exit_file="$slurm_dir/"{q(name)}"-$job_id.exit"
-printf '%s\\n' "$rc" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"
+else
+rm -f "$batch_file.$job_id" 2>/dev/null
+why="output dir not writable: cannot write the batch file $batch_file"
+echo "jobforge batch: $why" >&2
+fi
+put_exit() {{ printf '%s\\n' "$rc" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"; }}
+if ! err=$(put_exit 2>&1); then
+rm -f "$exit_file.tmp" 2>/dev/null
+why="cannot write the exit file $exit_file: ${{err##*: }}${{why:+; $why}}"
+echo "jobforge batch: $why (exit code $rc)" >&2
+fallback=${{{FALLBACK_ENV}:-}}
+if [ -n "$fallback" ]; then
+mkdir -p "$fallback" && printf '%s\\n%s\\n' "$rc" "$why" > "$fallback/"{q(name)}"-$job_id.exit"
+fi
+fi
 exit "$rc"
 """
     return RenderedJob(argv=argv, script=script, job_name=name, slurm_dir=slurm_dir)

@@ -10,6 +10,7 @@ import pytest
 from airflow_jobforge.errors import SlurmError
 from airflow_jobforge.slurm.parse import (
     parse_exit_files,
+    parse_exit_text,
     parse_sacct,
     parse_sbatch,
     parse_squeue,
@@ -118,3 +119,17 @@ def test_cancelled_by_uid_and_truncated_states_are_understood():
 def test_an_unknown_state_is_never_success():
     outcome = classify_state("SOMETHING_NEW")
     assert outcome is Outcome.UNKNOWN and not outcome.terminal
+
+
+def test_exit_code_74_says_the_output_dir_was_not_writable():
+    status = parse_exit_files("/o/x.exit:74", {"/o/x.exit": "5"})["5"]
+    assert status.outcome is Outcome.FAILED
+    assert status.reason.startswith("output dir not writable")
+
+
+def test_a_fallback_exit_file_carries_the_reason_on_its_second_line():
+    status = parse_exit_text("9", "1\ncannot write the exit file /o/x.exit: No space left\n")
+    assert status.exit_code == 1 and status.outcome is Outcome.FAILED
+    assert status.reason == "cannot write the exit file /o/x.exit: No space left"
+    assert parse_exit_text("9", "") is None
+    assert parse_exit_text("9", "0\n").outcome is Outcome.SUCCEEDED

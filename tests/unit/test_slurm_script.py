@@ -132,3 +132,29 @@ def test_rendered_script_runs_the_node_runner_and_writes_the_exit_file(tmp_path)
     assert (out / "slurm" / "jf-run1.cpu-0000-77.exit").read_text() == "1\n"
     lines = (out / "results" / "b-0000.jsonl").read_text().splitlines()
     assert sorted(json.loads(x)["name"] for x in lines) == ["bad", "ok"]
+
+
+def test_an_output_dir_that_cannot_be_written_ends_the_batch_at_once_with_the_reason(tmp_path):
+    """The batch file cannot be written (here the output dir's parent is a file; a full disk
+    is tests/unit/test_full_disk.py): exit 74 at once, the runner never starts, stderr names
+    the paths and the error, and the exit code lands in the fallback dir with the reason."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    out = blocker / "out"
+    fallback = tmp_path / "fallback"
+    script = render(request(output_dir=str(out), python="/nonexistent/python")).script
+    env = {
+        "SLURM_JOB_ID": "78",
+        "PATH": "/usr/bin:/bin",
+        "JOBFORGE_EXIT_FALLBACK_DIR": str(fallback),
+    }
+    result = subprocess.run(["bash", "-c", script], env=env, check=False, capture_output=True)
+    assert result.returncode == 74
+    err = result.stderr.decode()
+    assert f"cannot write the batch file {out}/batches/cpu-0000.json" in err
+    assert "/nonexistent/python" not in err
+    exit_file = f"{out}/slurm/jf-run1.cpu-0000-78.exit"
+    code, reason = (fallback / "jf-run1.cpu-0000-78.exit").read_text().splitlines()
+    assert code == "74"
+    assert reason.startswith(f"cannot write the exit file {exit_file}: Not a directory; ")
+    assert f"jobforge batch: cannot write the exit file {exit_file}: Not a directory" in err
