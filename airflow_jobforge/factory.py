@@ -1,6 +1,7 @@
 """JobConfiguration -> Airflow DAG (or TaskGroup to embed in your own DAG).
 
-Rendering is pure and cheap: plan batches, then create a few tasks per batch. Per batch:
+Two steps: `rendering` computes every task's values from the config (pure, cached on disk for
+config files by `render_cache`), then this module creates a few operators per batch. Per batch:
 `submit_NNNN >> wait_NNNN >> results_NNNN` inside a TaskGroup per submission group. Jobs get
 their own task (`job_<name>`) only where it pays: small configs (<= JOB_TASKS_AUTO_MAX jobs,
 or `job_tasks=True`) and one-job batches; otherwise a batch's results task reports all its
@@ -23,11 +24,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param, TaskGroup
+from airflow.sdk import DAG, Param, TaskGroup, get_parsing_context
 from airflow.sdk.definitions.taskgroup import TaskGroup as _TaskGroup
 
-from airflow_jobforge.config import JobConfiguration, ensure_valid, load_config
-from airflow_jobforge.errors import ConfigError, JobForgeError, Problem
+from airflow_jobforge.config import JobConfiguration
+from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.hooks.slurm import ClusterSettings
 from airflow_jobforge.operators.command import JobForgeCommandOperator
 from airflow_jobforge.operators.post_process import JobPostProcessOperator
@@ -37,14 +38,14 @@ from airflow_jobforge.operators.results import (
     RunSummaryOperator,
 )
 from airflow_jobforge.operators.submit import SlurmSubmitOperator
-from airflow_jobforge.planning import batch_spec, plan_batches
+from airflow_jobforge.render_cache import render_file
+from airflow_jobforge.rendering import Render, render_config
 from airflow_jobforge.sensors.slurm import SlurmJobSensor
 
 log = logging.getLogger(__name__)
 
-JOB_TASKS_AUTO_MAX = 100
 ALL_DONE = "all_done"
-MAX_TASK_ID = 250
+DAG_ID_PREFIX = "jobforge_"
 
 
 def default_output_dir(dag_id: str) -> str:
@@ -69,22 +70,28 @@ def dag_params() -> dict[str, Param]:
     }
 
 
-def _job_doc(job: Any) -> str:
-    blocked = ", ".join(f"`{b}`" for b in job.blocked_by) or "none"
-    return (
-        f"**Job `{job.name}`** — submission group `{job.submission_group}`; "
-        f"blocked by: {blocked}\n\n```bash\n{job.command}\n```"
-    )
-
-
 def add_job_tasks(
     config: JobConfiguration,
+    *,
+    job_tasks: bool | None = None,
+    file: str | None = None,
+    **options: Any,
+) -> tuple[list[Any], list[Any]]:
+    """Create the tasks of `config` in the current DAG/TaskGroup context.
+
+    Returns (first tasks, last tasks) so callers can wire the block into their own DAG.
+    `options` are those of `add_render_tasks`.
+    """
+    return add_render_tasks(render_config(config, job_tasks=job_tasks, file=file), **options)
+
+
+def add_render_tasks(
+    render: Render,
     *,
     backend: str = "local",
     slurm_conn_id: str | None = None,
     ssh_conn_id: str | None = None,
     output_dir: str,
-    job_tasks: bool | None = None,
     python: str | None = None,
     pythonpath: str | None = None,
     workdir: str | None = None,
@@ -93,13 +100,8 @@ def add_job_tasks(
     node_failure_retries: int = 2,
     file: str | None = None,
 ) -> tuple[list[Any], list[Any]]:
-    """Create the tasks of `config` in the current DAG/TaskGroup context.
-
-    Returns (first tasks, last tasks) so callers can wire the block into their own DAG.
-    """
-    ensure_valid(config, file=file)
-    if backend == "slurm" and ssh_conn_id and not os.path.isabs(output_dir):
-        raise JobForgeError("output_dir must be an absolute path on the cluster", file=file)
+    """Create the tasks of a rendered config; only operator construction happens here."""
+    _check_output_dir(backend, ssh_conn_id, output_dir, file)
     settings = ClusterSettings(
         backend=backend,
         slurm_conn_id=slurm_conn_id,  # type: ignore[arg-type]
@@ -108,17 +110,13 @@ def add_job_tasks(
         pythonpath=pythonpath,
     )
     cluster = asdict(settings)
-    plan = plan_batches(config)
-    jobs = config.jobs_by_name()
-    per_job = len(jobs) <= JOB_TASKS_AUTO_MAX if job_tasks is None else job_tasks
-    post = config.job_post_process_config
-    _check_task_ids(config, per_job, file)
+    post = render.post
 
     common = {"cluster": cluster, "output_dir": output_dir}
     setup = teardown = None
-    if config.setup_command:
+    if render.setup_command:
         setup = JobForgeCommandOperator(
-            task_id="setup", command=config.setup_command, cluster=cluster
+            task_id="setup", command=render.setup_command, cluster=cluster
         ).as_setup()
     first: list[Any] = []
     last: list[Any] = []
@@ -126,18 +124,17 @@ def add_job_tasks(
     submits: dict[str, Any] = {}
     job_task: dict[str, Any] = {}
     groups: dict[str, _TaskGroup] = {}
-    for batch in plan.batches:
+    for batch in render.batches:
         group = groups.get(batch.group)
         if group is None:
             group = groups[batch.group] = TaskGroup(group_id=batch.group)
-        index = batch.name.rsplit("-", 1)[1]
-        sub_cfg = config.group(batch.group)
+        index = batch.index
         with group:
             submit = SlurmSubmitOperator(
                 task_id=f"submit_{index}",
-                batch=batch_spec(config, plan, batch, jobs).to_dict(),
-                slurm=sub_cfg.slurm.model_dump(mode="json"),
-                container=sub_cfg.container.model_dump(mode="json") if sub_cfg.container else None,
+                batch=batch.spec,
+                slurm=batch.slurm,
+                container=batch.container,
                 workdir=workdir,
                 trigger_rule=ALL_DONE if batch.depends_on else "all_success",
                 doc_md=f"Submits batch `{batch.name}`: {len(batch.jobs)} jobs.",
@@ -162,13 +159,13 @@ def add_job_tasks(
                 "trigger_rule": ALL_DONE,
                 **common,
             }
-            if per_job or len(batch.jobs) == 1:
+            if batch.job_docs is not None:
                 tails = []
-                for name in batch.jobs:
+                for name, doc in zip(batch.jobs, batch.job_docs, strict=True):
                     task = JobResultOperator(
                         task_id=f"job_{name}",
                         job=name,
-                        doc_md=_job_doc(jobs[name]),
+                        doc_md=doc,
                         **results_common,
                     )
                     job_task[name] = task
@@ -178,8 +175,7 @@ def add_job_tasks(
                 results = BatchResultOperator(
                     task_id=f"results_{index}",
                     jobs=list(batch.jobs),
-                    doc_md=f"Results of batch `{batch.name}`:\n\n"
-                    + "\n".join(f"- `{n}`: `{jobs[n].command[:80]}`" for n in batch.jobs),
+                    doc_md=batch.results_doc,
                     **results_common,
                 )
                 wait >> results
@@ -192,9 +188,9 @@ def add_job_tasks(
                     task = JobPostProcessOperator(
                         task_id=f"post_{name}",
                         job=name,
-                        module=post.module,
-                        class_name=post.class_name,
-                        data=post.data,
+                        module=post["module"],
+                        class_name=post["class_name"],
+                        data=post["data"],
                         trigger_rule=ALL_DONE,
                         doc_md=f"Post-process of job `{name}`",
                         **common,
@@ -208,18 +204,15 @@ def add_job_tasks(
             first.append(submit)
         last.extend(tails)
 
-    for batch in plan.batches:
+    for batch in render.batches:
         for dep in batch.depends_on:
             waits[dep] >> submits[batch.name]
-    if per_job:
-        for name, job in jobs.items():
-            for blocker in job.blocked_by:
-                if job_task[blocker] is not job_task[name]:
-                    job_task[blocker] >> job_task[name]
+    for blocker, name in render.job_edges:
+        job_task[blocker] >> job_task[name]
 
     summary = RunSummaryOperator(
         task_id="summary",
-        jobs=list(jobs),
+        jobs=list(render.jobs),
         batch="all",
         submit_task_id="",
         trigger_rule=ALL_DONE,
@@ -231,10 +224,10 @@ def add_job_tasks(
     if setup is not None:
         setup >> first  # the other batches follow these; Airflow wants ALL_SUCCESS after a setup
         first = [setup]
-    if config.teardown_command:
+    if render.teardown_command:
         teardown = JobForgeCommandOperator(
             task_id="teardown",
-            command=config.teardown_command,
+            command=render.teardown_command,
             cluster=cluster,
             trigger_rule=ALL_DONE,
         )
@@ -245,23 +238,28 @@ def add_job_tasks(
     return first, last
 
 
-def _check_task_ids(config: JobConfiguration, per_job: bool, file: str | None) -> None:
-    problems = []
-    for job in config.jobs:
-        task_id = f"{job.submission_group}.post_{job.name}"
-        if len(task_id) > MAX_TASK_ID:
-            problems.append(
-                Problem(
-                    f"job {job.name!r}",
-                    f"group + job name make a task id longer than {MAX_TASK_ID} characters",
-                )
-            )
-    if problems:
-        raise ConfigError(problems, file=file)
+def _check_output_dir(
+    backend: str, ssh_conn_id: str | None, output_dir: str, file: str | None
+) -> None:
+    if backend == "slurm" and ssh_conn_id and not os.path.isabs(output_dir):
+        raise JobForgeError("output_dir must be an absolute path on the cluster", file=file)
 
 
 def build_dag(
     config: JobConfiguration,
+    dag_id: str,
+    *,
+    job_tasks: bool | None = None,
+    file: str | None = None,
+    **options: Any,
+) -> DAG:
+    """The config's DAG. Options are those of `build_render_dag`."""
+    render = render_config(config, job_tasks=job_tasks, file=file)
+    return build_render_dag(render, dag_id, file=file, **options)
+
+
+def build_render_dag(
+    render: Render,
     dag_id: str,
     *,
     schedule: Any = None,
@@ -269,7 +267,6 @@ def build_dag(
     slurm_conn_id: str | None = None,
     ssh_conn_id: str | None = None,
     output_dir: str | None = None,
-    job_tasks: bool | None = None,
     python: str | None = None,
     pythonpath: str | None = None,
     workdir: str | None = None,
@@ -278,24 +275,28 @@ def build_dag(
     file: str | None = None,
     **dag_kwargs: Any,
 ) -> DAG:
-    """The config's DAG. `dag_kwargs` go to `DAG(...)` (tags, default_args, start_date...)."""
+    """The DAG of a rendered config. `dag_kwargs` go to `DAG(...)` (tags, default_args,
+    start_date...)."""
     dag_kwargs.setdefault("catchup", False)
     dag_kwargs.setdefault("tags", ["jobforge"])
     dag_kwargs.setdefault("max_active_runs", 1)
     dag_kwargs.setdefault(
         "doc_md",
-        f"jobforge: {len(config.jobs)} jobs in {len(config.submission_groups)} submission "
+        f"jobforge: {len(render.jobs)} jobs in {render.n_groups} submission "
         f"group(s), backend `{backend}`" + (f", from `{file}`" if file else ""),
     )
+    output_dir = output_dir or default_output_dir(dag_id)
+    # Checked before the DAG exists: a DAG file's import keeps every DAG created, so a
+    # half-built one would compete with load_dags' placeholder of the same id.
+    _check_output_dir(backend, ssh_conn_id, output_dir, file)
     dag = DAG(dag_id, schedule=schedule, params=dag_params(), **dag_kwargs)
     with dag:
-        add_job_tasks(
-            config,
+        add_render_tasks(
+            render,
             backend=backend,
             slurm_conn_id=slurm_conn_id,
             ssh_conn_id=ssh_conn_id,
-            output_dir=output_dir or default_output_dir(dag_id),
-            job_tasks=job_tasks,
+            output_dir=output_dir,
             python=python,
             pythonpath=pythonpath,
             workdir=workdir,
@@ -318,30 +319,94 @@ class JobForgeTaskGroup(TaskGroup):
             add_job_tasks(config, **options)
 
 
-def dag_id_for(path: str | os.PathLike[str]) -> str:
-    return "jobforge_" + re.sub(r"[^A-Za-z0-9_]", "_", Path(path).stem)
+def dag_id_for(path: str | os.PathLike[str], prefix: str = DAG_ID_PREFIX) -> str:
+    return prefix + re.sub(r"[^A-Za-z0-9_]", "_", Path(path).stem)
+
+
+def config_paths(path_or_glob: str | os.PathLike[str]) -> list[str]:
+    pattern = str(path_or_glob)
+    return sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
 
 
 def load_dags(
     path_or_glob: str | os.PathLike[str],
     namespace: MutableMapping[str, Any],
+    *,
+    dag_id_prefix: str = DAG_ID_PREFIX,
+    job_tasks: bool | None = None,
+    cache: bool = True,
     **options: Any,
 ) -> dict[str, DAG]:
-    """One DAG per config file matching `path_or_glob`, put in `namespace` (a DAG file's
-    globals()). A broken config becomes a failing placeholder DAG of its own name — its
-    error in the DAG's description, docs and only task — and never hides the others."""
-    pattern = str(path_or_glob)
-    paths = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+    """One DAG per config file matching `path_or_glob` (`<dag_id_prefix><file stem>`), put in
+    `namespace` (a DAG file's globals()). Options are those of `build_render_dag`.
+
+    A task's worker re-parses the whole DAG file and says which DAG it wants
+    (`get_parsing_context()`): then only that config is read and built, and none when no
+    config of this call has that id, as Airflow documents for dynamic DAGs. Without a
+    context (the dag-processor, tests) every config is built. Renders come from
+    `render_cache` (`cache=False` skips it), so a warm worker never re-validates a config.
+
+    A broken config becomes a failing placeholder DAG of its own name, shown as "BROKEN
+    CONFIG <dag id>", its error in the description, docs and only task; it never hides the
+    others. It is not an Airflow import error of this file on purpose: Airflow 3.3 marks
+    every DAG of a file with an import error stale (`_update_import_errors`): gone from the
+    DAG list, never scheduled, refused when triggered. `raise_config_errors` in a DAG file of
+    its own makes broken configs import errors of that file instead.
+    """
+    wanted = get_parsing_context().dag_id
     dags = {}
-    for path in paths:
-        dag_id = dag_id_for(path)
-        try:
-            dag = build_dag(load_config(path), dag_id, file=path, **options)
-        except JobForgeError as exc:
-            log.error("jobforge config %s: %s", path, exc.one_line())
-            dag = _broken_dag(dag_id, path, exc.one_line())
+    for path in config_paths(path_or_glob):
+        dag_id = dag_id_for(path, dag_id_prefix)
+        if wanted is not None and dag_id != wanted:
+            continue
+        rendered = render_file(path, job_tasks=job_tasks, use_cache=cache)
+        dag = None
+        error = rendered.error
+        if rendered.render is not None:
+            try:
+                dag = build_render_dag(rendered.render, dag_id, file=path, **options)
+            except JobForgeError as exc:
+                error = exc.one_line()
+        if dag is None:
+            assert error is not None
+            log.error("jobforge config %s: %s", path, error)
+            dag = _broken_dag(dag_id, path, error)
         dags[dag_id] = namespace[dag_id] = dag
     return dags
+
+
+def config_errors(
+    path_or_glob: str | os.PathLike[str], *, job_tasks: bool | None = None
+) -> list[str]:
+    """The error of each broken config matching `path_or_glob` (one line per config)."""
+    errors = []
+    for path in config_paths(path_or_glob):
+        rendered = render_file(path, job_tasks=job_tasks)
+        if rendered.error is not None:
+            errors.append(rendered.error)
+    return errors
+
+
+def raise_config_errors(
+    path_or_glob: str | os.PathLike[str], *, job_tasks: bool | None = None
+) -> None:
+    """Fail when a config matching `path_or_glob` is broken: call it from a DAG file that
+    defines no DAG, and the dag-processor records the error as that file's import error —
+    the UI's import-errors banner, `GET /api/v2/importErrors`, `airflow dags
+    list-import-errors` — naming each broken config, job and reason.
+
+    Why a file of its own: Airflow 3.3 marks every DAG of a file that has an import error
+    stale, so raising in the file of `load_dags` would hide and stop its good DAGs.
+    Cheap: the same cached renders as `load_dags`; workers never parse a file without DAGs.
+    Airflow's discovery safe mode only parses files that contain "airflow" and "dag": say
+    "DAG" in that file's docstring.
+    """
+    errors = config_errors(path_or_glob, job_tasks=job_tasks)
+    if errors:
+        n = len(errors)
+        raise JobForgeError(
+            f"{n} broken jobforge config{'s' if n != 1 else ''}:\n" + "\n".join(errors)
+        )
 
 
 def _broken_dag(dag_id: str, path: str, error: str) -> DAG:
@@ -353,6 +418,7 @@ def _broken_dag(dag_id: str, path: str, error: str) -> DAG:
         schedule=None,
         catchup=False,
         tags=["jobforge", "config-error"],
+        dag_display_name=f"BROKEN CONFIG {dag_id}",
         description=f"BROKEN CONFIG {path}: {first_line}"[:1000],
         doc_md=f"### Broken jobforge config `{path}`\n\n```\n{error}\n```",
     ) as dag:

@@ -251,3 +251,101 @@ def test_a_slurm_connection_is_read_at_run_time_not_at_parse_time(monkeypatch):
         "/mine",
     )
     assert resolved.resolved() is resolved
+
+
+def write_configs(folder, names):
+    for name in names:
+        (folder / f"{name}.json").write_text(
+            json.dumps({"jobs": [{"name": "a", "command": f"echo {name}"}]})
+        )
+
+
+def test_a_worker_builds_only_the_dag_it_runs_and_reads_no_other_config(tmp_path, monkeypatch):
+    from airflow_jobforge import factory
+
+    write_configs(tmp_path, ["one", "two", "three"])
+    rendered = []
+    real = factory.render_file
+    monkeypatch.setattr(factory, "render_file", lambda p, **kw: rendered.append(p) or real(p, **kw))
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "jobforge_two")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "summary")
+    namespace: dict = {}
+    dags = load_dags(tmp_path / "*.json", namespace, output_dir="/tmp/o")
+    assert set(dags) == set(namespace) == {"jobforge_two"}
+    assert rendered == [str(tmp_path / "two.json")]
+
+
+def test_a_worker_of_another_dag_file_builds_nothing(tmp_path, monkeypatch):
+    write_configs(tmp_path, ["one"])
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "someone_elses_dag")
+    assert load_dags(tmp_path / "*.json", {}, output_dir="/tmp/o") == {}
+
+
+def test_without_a_parsing_context_every_config_is_built(tmp_path, monkeypatch):
+    monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", raising=False)
+    write_configs(tmp_path, ["one", "two"])
+    dags = load_dags(tmp_path / "*.json", {}, dag_id_prefix="sims_", output_dir="/tmp/o")
+    assert set(dags) == {"sims_one", "sims_two"}
+
+
+LOADER = """
+from airflow_jobforge.factory import load_dags
+load_dags({pattern!r}, globals(), output_dir="/tmp/o")
+"""
+ERRORS = """
+# Defines no DAG: Airflow's safe mode parses it because it names "airflow" and "dag".
+from airflow_jobforge.factory import raise_config_errors
+raise_config_errors({pattern!r})
+"""
+
+
+def test_a_broken_config_is_an_import_error_of_its_own_file_and_hides_no_dag(tmp_path):
+    """The dag-processor's view: a real DagBag over a DAGs folder holding the folder loader and
+    the error file. Airflow 3 marks every DAG of a file with an import error stale, so the
+    error belongs to the file that defines no DAG."""
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    write_configs(configs, ["good", "other"])
+    (configs / "bad.json").write_text(
+        json.dumps({"jobs": [{"name": "sim", "command": "x", "blocked_by": ["nowhere"]}]})
+    )
+    dags_folder = tmp_path / "dags"
+    dags_folder.mkdir()
+    pattern = str(configs / "*.json")
+    (dags_folder / "jobforge_folder.py").write_text(LOADER.format(pattern=pattern))
+    (dags_folder / "jobforge_errors.py").write_text(ERRORS.format(pattern=pattern))
+
+    bag = BundleDagBag(dag_folder=dags_folder, bundle_path=dags_folder, bundle_name="dags")
+
+    assert set(bag.dags) == {"jobforge_good", "jobforge_other", "jobforge_bad"}
+    broken = bag.dags["jobforge_bad"]
+    assert broken.description.startswith("BROKEN CONFIG") and "config-error" in broken.tags
+    assert list(bag.import_errors) == ["jobforge_errors.py"]
+    error = bag.import_errors["jobforge_errors.py"]
+    assert str(configs / "bad.json") in error
+    assert "job 'sim'" in error and "blocked by unknown job 'nowhere'" in error
+
+
+def test_raise_config_errors_is_silent_when_every_config_is_fine(tmp_path):
+    from airflow_jobforge.factory import raise_config_errors
+
+    write_configs(tmp_path, ["one"])
+    raise_config_errors(tmp_path / "*.json")
+
+
+def test_bad_loader_options_give_the_placeholder_alone(tmp_path):
+    from airflow.sdk.definitions._internal.contextmanager import DagContext
+
+    write_configs(tmp_path, ["one"])
+    DagContext.autoregistered_dags.clear()
+    DagContext.current_autoregister_module_name = __name__  # as if a DAG file were imported
+    try:
+        dags = load_dags(tmp_path / "*.json", {}, backend="slurm", ssh_conn_id="x", output_dir="o")
+        registered = [dag for dag, _ in DagContext.autoregistered_dags]
+    finally:
+        DagContext.current_autoregister_module_name = None
+        DagContext.autoregistered_dags.clear()
+    assert list(dags["jobforge_one"].task_dict) == ["config_error"]
+    assert len(registered) == 1 and registered[0] is dags["jobforge_one"], "no half-built twin"

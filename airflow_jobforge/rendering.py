@@ -1,0 +1,136 @@
+"""JobConfiguration -> Render: every value the factory puts on its tasks, as plain data.
+
+Why a separate step: in Airflow 3 each task's worker re-parses the DAG file. Validating a
+100,000-job config, planning its batches and building each batch's spec dict costs seconds;
+creating ~600 operators from ready values costs a fraction of that. So the expensive part is
+a pure function of the config (and `job_tasks`) whose result `render_cache` keeps on disk,
+and the factory only turns a Render into operators — the cached and the fresh path build the
+very same tasks, because both go through `render_config`.
+
+Imports no Airflow, so it is tested (and cached) without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_jobforge.config import JobConfiguration, ensure_valid
+from airflow_jobforge.errors import ConfigError, Problem
+from airflow_jobforge.planning import batch_spec, plan_batches
+
+JOB_TASKS_AUTO_MAX = 100
+MAX_TASK_ID = 250
+
+
+@dataclass(frozen=True)
+class BatchRender:
+    """One batch's tasks: `submit_<index>`, `wait_<index>`, then its result task(s)."""
+
+    name: str
+    group: str
+    index: str
+    jobs: tuple[str, ...]
+    depends_on: tuple[str, ...]
+    spec: dict[str, Any]
+    slurm: dict[str, Any]
+    container: dict[str, Any] | None
+    job_docs: tuple[str, ...] | None
+    """One doc per job when the batch reports per job (`job_<name>` tasks), else None."""
+    results_doc: str | None
+    """The `results_<index>` task's doc when the batch reports as one task, else None."""
+
+
+@dataclass(frozen=True)
+class Render:
+    jobs: tuple[str, ...]
+    n_groups: int
+    batches: tuple[BatchRender, ...]
+    job_edges: tuple[tuple[str, str], ...]
+    """(blocker, job) between `job_<name>` tasks; only when every job has its own task."""
+    setup_command: str | None
+    teardown_command: str | None
+    post: dict[str, Any] | None
+    """`module`, `class_name` and `data` of the post-process class, if any."""
+
+
+def job_doc(name: str, group: str | None, blocked_by: tuple[str, ...], command: str) -> str:
+    blocked = ", ".join(f"`{b}`" for b in blocked_by) or "none"
+    return (
+        f"**Job `{name}`** — submission group `{group}`; "
+        f"blocked by: {blocked}\n\n```bash\n{command}\n```"
+    )
+
+
+def render_config(
+    config: JobConfiguration,
+    *,
+    job_tasks: bool | None = None,
+    file: str | None = None,
+    validated: bool = False,
+) -> Render:
+    """Plan `config` and compute every task's values. `validated=True` skips the relation
+    checks for a config `load_config` just validated (on 100,000 jobs they take a second)."""
+    if not validated:
+        ensure_valid(config, file=file)
+    plan = plan_batches(config)
+    jobs = config.jobs_by_name()
+    per_job = len(jobs) <= JOB_TASKS_AUTO_MAX if job_tasks is None else job_tasks
+    check_task_ids(config, file)
+    groups = config.groups_by_name()
+    batches = []
+    for batch in plan.batches:
+        group = groups[batch.group]
+        own_tasks = per_job or len(batch.jobs) == 1
+        batches.append(
+            BatchRender(
+                name=batch.name,
+                group=batch.group,
+                index=batch.name.rsplit("-", 1)[1],
+                jobs=batch.jobs,
+                depends_on=batch.depends_on,
+                spec=batch_spec(config, plan, batch, jobs).to_dict(),
+                slurm=group.slurm.model_dump(mode="json"),
+                container=group.container.model_dump(mode="json") if group.container else None,
+                job_docs=tuple(
+                    job_doc(n, jobs[n].submission_group, jobs[n].blocked_by, jobs[n].command)
+                    for n in batch.jobs
+                )
+                if own_tasks
+                else None,
+                results_doc=None
+                if own_tasks
+                else f"Results of batch `{batch.name}`:\n\n"
+                + "\n".join(f"- `{n}`: `{jobs[n].command[:80]}`" for n in batch.jobs),
+            )
+        )
+    post = config.job_post_process_config
+    return Render(
+        jobs=tuple(jobs),
+        n_groups=len(config.submission_groups),
+        batches=tuple(batches),
+        job_edges=tuple((b, job.name) for job in config.jobs for b in job.blocked_by)
+        if per_job
+        else (),
+        setup_command=config.setup_command,
+        teardown_command=config.teardown_command,
+        post={"module": post.module, "class_name": post.class_name, "data": post.data}
+        if post is not None
+        else None,
+    )
+
+
+def check_task_ids(config: JobConfiguration, file: str | None) -> None:
+    """Airflow refuses task ids over 250 characters: say which job, at load time."""
+    problems = []
+    for job in config.jobs:
+        task_id = f"{job.submission_group}.post_{job.name}"
+        if len(task_id) > MAX_TASK_ID:
+            problems.append(
+                Problem(
+                    f"job {job.name!r}",
+                    f"group + job name make a task id longer than {MAX_TASK_ID} characters",
+                )
+            )
+    if problems:
+        raise ConfigError(problems, file=file)
