@@ -146,8 +146,7 @@ def add_render_tasks(
                 cluster=cluster,
                 deferrable=deferrable,
                 poll_interval=poll_interval,
-                retries=node_failure_retries,
-                retry_delay=5,
+                max_resubmits=node_failure_retries,
                 doc_md=f"Waits for batch `{batch.name}`; resubmits it after NODE_FAIL, "
                 "BOOT_FAIL or PREEMPTED.",
             )
