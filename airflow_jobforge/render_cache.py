@@ -106,12 +106,12 @@ def cache_key(path: str, content: bytes, job_tasks: bool | None) -> str:
 def render_file(path: str, *, job_tasks: bool | None = None, use_cache: bool = True) -> Rendered:
     """The Render of the config file at `path`, from the cache when its entry is there."""
     directory = cache_dir() if use_cache else None
+    if directory is None:
+        return _render_fresh(path, job_tasks)
     try:
         content = Path(path).read_bytes()
     except OSError:
         return _render_fresh(path, job_tasks)  # load_config reports why it cannot be read
-    if directory is None:
-        return _render_fresh(path, job_tasks)
     key = cache_key(path, content, job_tasks)
     entry = directory / f"{entry_prefix(path, job_tasks)}-{key}{SUFFIX}"
     cached = _read(directory, entry, key)
