@@ -1,0 +1,146 @@
+# Shared by scripts/airflow/start.sh and stop.sh (sourced, never run). Paths, the component
+# list, and how a component is found and stopped.
+#
+# Every component runs in its own session (setsid), so its session id is its pid. Stopping
+# signals the whole session: the scheduler's LocalExecutor workers and the task runners they
+# fork (each in its own process group, but still in the scheduler's session), and the
+# scheduler's/triggerer's log servers (ports 8793/8794), which outlive a kill -9 of their parent.
+# What detaches itself with setsid (a BashOperator's command, a SLURM job) is left alone, on
+# purpose: jobs are meant to survive a component's restart.
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+STATE_DIR=${JOBFORGE_AIRFLOW_STATE:-/var/lib/jobforge-airflow}
+AIRFLOW_HOME_DIR=${JOBFORGE_AIRFLOW_HOME:-$STATE_DIR/home}
+DAGS_DIR=${JOBFORGE_AIRFLOW_DAGS_FOLDER:-$AIRFLOW_HOME_DIR/dags}
+AIRFLOW_BIN=${JOBFORGE_AIRFLOW_BIN:-$REPO/.venv/bin/airflow}
+API_HOST=127.0.0.1
+API_PORT=${JOBFORGE_AIRFLOW_PORT:-8080}
+API_URL="http://$API_HOST:$API_PORT"
+ENV_FILE=$STATE_DIR/env
+RUN_DIR=$STATE_DIR/run
+LOG_DIR=$STATE_DIR/logs
+COMPONENTS=(api-server scheduler dag-processor triggerer)
+
+log() { printf '[%s] %s\n' "$LOG_PREFIX" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# One start.sh/stop.sh at a time per state dir: test sessions of several people start the
+# deployment concurrently. Long-lived children must not inherit fd 9 (close it with 9>&-):
+# a component holding it would hold the lock for its whole life.
+take_lock() {
+  mkdir -p "$STATE_DIR"
+  exec 9>"$STATE_DIR/lock"
+  if ! flock -n 9; then
+    log "waiting for another start.sh/stop.sh to finish"
+    flock -w 900 9 || die "could not lock $STATE_DIR/lock within 900 s"
+  fi
+}
+
+is_component() {
+  local c
+  for c in "${COMPONENTS[@]}"; do [[ $c == "$1" ]] && return 0; done
+  return 1
+}
+
+pid_file() { echo "$RUN_DIR/$1.pid"; }
+log_file() { echo "$LOG_DIR/$1.log"; }
+
+# The pid recorded for a component, or nothing.
+recorded_pid() {
+  local f
+  f=$(pid_file "$1")
+  [[ -s $f ]] && cat "$f"
+  return 0
+}
+
+# alive PID NAME: the process lives (not a zombie) and is that airflow component, not a
+# recycled pid. (The api-server retitles itself "airflow api_server -- host:... port:...".)
+alive() {
+  local pid=$1 name=$2 state cmd
+  [[ -n $pid && -r /proc/$pid/stat ]] || return 1
+  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+  [[ $state != Z ]] || return 1
+  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmd == *airflow* && ($cmd == *"$name"* || $cmd == *"${name//-/_}"*) ]]
+}
+
+component_alive() { alive "$(recorded_pid "$1")" "$1"; }
+
+# Processes left in a component's session (its sid is the recorded pid).
+session_pids() {
+  local sid=$1
+  [[ -n $sid && $sid -gt 1 ]] || return 0
+  pgrep -s "$sid" || true
+}
+
+# Sessions of this deployment's NAME component that no pid file knows (a start raced by
+# another, a pid file lost): found by the JOBFORGE_AIRFLOW_COMPONENT/STATE variables every
+# component is started with, on processes that are airflow itself. (A SLURM job inherits the
+# variables too, through sbatch's --export=ALL, but it runs no `airflow` command.)
+stray_sessions() {
+  local name=$1 known f p cmd sid
+  known=$(recorded_pid "$name")
+  for f in $(grep -lzx "JOBFORGE_AIRFLOW_COMPONENT=$name" /proc/[0-9]*/environ 2>/dev/null); do
+    grep -qzx "JOBFORGE_AIRFLOW_STATE=$STATE_DIR" "$f" 2>/dev/null || continue
+    p=${f#/proc/}; p=${p%/environ}
+    cmd=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
+    [[ $cmd == "airflow "* || $cmd == *"bin/airflow "* ]] || continue
+    sid=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $4}') || continue
+    [[ -n $sid && $sid != "$known" ]] && echo "$sid"
+  done | sort -u
+}
+
+# kill_session NAME SID SIGNAL [GRACE]: SIGNAL to every process of the session; after GRACE
+# seconds (default 20 for TERM, 5 for KILL), SIGKILL to what is left.
+kill_session() {
+  local name=$1 sid=$2 sig=$3 grace=${4:-} deadline
+  [[ -n $(session_pids "$sid") ]] || return 0
+  log "$name: SIG$sig to session $sid ($(session_pids "$sid" | wc -l) processes)"
+  pkill -s "$sid" --signal "$sig" 2>/dev/null || true
+  if [[ -z $grace ]]; then
+    grace=20
+    [[ $sig == KILL || $sig == 9 ]] && grace=5
+  fi
+  deadline=$((SECONDS + grace))
+  while [[ -n $(session_pids "$sid") ]] && ((SECONDS < deadline)); do sleep 0.2; done
+  if [[ -n $(session_pids "$sid") ]]; then
+    log "$name: still running after ${grace}s: SIGKILL to session $sid"
+    pkill -s "$sid" --signal KILL 2>/dev/null || true
+    deadline=$((SECONDS + 10))
+    while [[ -n $(session_pids "$sid") ]] && ((SECONDS < deadline)); do sleep 0.2; done
+  fi
+  [[ -z $(session_pids "$sid") ]] || die "$name: session $sid does not die: $(session_pids "$sid" | xargs)"
+}
+
+stop_strays() {  # stop_strays NAME SIGNAL [GRACE]
+  local sid
+  for sid in $(stray_sessions "$1"); do
+    log "$1: a session no pid file knows: $sid"
+    kill_session "$1" "$sid" "$2" "${3:-}"
+  done
+}
+
+# stop_component NAME SIGNAL LEADER_ONLY [GRACE]
+#   LEADER_ONLY=0: SIGNAL to the whole session (and to strays, see stray_sessions); after
+#                  GRACE seconds, KILL what is left; the pid file goes.
+#   LEADER_ONLY=1: SIGNAL to the main process only (a crash, as a fault test wants it): its
+#                  workers and log server live on, and the pid file stays; the next
+#                  start.sh --only NAME cleans up the leftovers before starting.
+stop_component() {
+  local name=$1 sig=$2 leader_only=$3 grace=${4:-} pid deadline
+  pid=$(recorded_pid "$name")
+  if ((leader_only)); then
+    if alive "$pid" "$name"; then
+      log "$name: SIG$sig to pid $pid only"
+      kill -s "$sig" "$pid" 2>/dev/null || true
+      deadline=$((SECONDS + 30))
+      while alive "$pid" "$name" && ((SECONDS < deadline)); do sleep 0.1; done
+    fi
+    return 0
+  fi
+  [[ -z $pid ]] || kill_session "$name" "$pid" "$sig" "$grace"
+  stop_strays "$name" "$sig" "$grace"
+  rm -f "$(pid_file "$name")" "$RUN_DIR/$name.config"
+}
+
+pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -1; }
