@@ -159,10 +159,11 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         summary = f"SLURM job {job['job_id']} ended {status.state}" + (
             f" ({status.reason})" if status.reason else ""
         )
+        ran = status.outcome is Outcome.FAILED and status.exit_code == RUNNER_JOBS_FAILED
+        if ran:
+            summary += ": the batch ran; some of its jobs did not succeed (see the result tasks)"
         self.log.info(summary)
-        if status.outcome is Outcome.SUCCEEDED or (
-            status.outcome is Outcome.FAILED and status.exit_code == RUNNER_JOBS_FAILED
-        ):
+        if status.outcome is Outcome.SUCCEEDED or ran:
             return {**job, "state": status.state}
         if status.outcome is Outcome.RETRYABLE:
             raise AirflowException(f"{summary}: the batch is resubmitted on retry")

@@ -156,3 +156,6 @@ def deployment() -> Iterator[Deployment]:
     client = Deployment(read_env(STATE_DIR / "env"))
     yield client
     client.http.close()
+
+
+from tests.deployment.workload import workload  # noqa: E402,F401  (the session fixture)

@@ -27,6 +27,7 @@ from airflow_jobforge.slurm.client import SlurmClient, SubmittedJob
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.states import JobStatus
 from airflow_jobforge.slurm.transport import LocalTransport
+from tests.slurm_tools import sdiag_counts, sdiag_reset  # noqa: F401  (used by the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 STATE_DIR = Path(os.environ.get("JOBFORGE_SLURM_STATE", "/var/lib/jobforge-slurm"))
@@ -222,20 +223,3 @@ def node_down(host: str) -> Iterator[None]:
                 break
             assert time.monotonic() < deadline, f"node stays {states}"
             time.sleep(0.5)
-
-
-def sdiag_counts() -> dict[str, int]:
-    out = subprocess.run(["sdiag"], capture_output=True, text=True, check=True).stdout
-    counts = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if parts and parts[0].startswith("REQUEST_") or parts and parts[0].startswith("MESSAGE_"):
-            for part in parts:
-                if part.startswith("count:"):
-                    counts[parts[0]] = int(part.split(":", 1)[1])
-                    break
-    return counts
-
-
-def sdiag_reset() -> None:
-    subprocess.run(["sdiag", "-r"], capture_output=True, check=True)

@@ -1,0 +1,148 @@
+"""Faults in the middle of a run, in the real deployment. Each run must end as if nothing had
+happened: no batch submitted twice, nothing cancelled by jobforge, exactly one record per job,
+every task green and the run green."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_jobforge.execution import run_key
+
+from .conftest import REPO
+from .runs import record_lines, records, run_dir, slurm_jobs, submissions_per_batch, wait_states
+
+pytestmark = [pytest.mark.deployment, pytest.mark.slurm, pytest.mark.slow]
+
+DAG = "jobforge_deploy_faults"
+JOBS = {"f0", "f1", "f2", "f3"}
+WAITS = ("g.wait_0000", "g.wait_0001")
+
+
+def deferred(states: dict[str, Any]) -> bool:
+    return all(states.get(w) == "deferred" for w in WAITS)
+
+
+def run_through(deployment: Any, fault: Callable[[str], None], timeout: float = 600) -> str:
+    """Trigger the faults DAG, apply `fault(run_id)` mid-run, wait, and check the run ended
+    clean. Returns the run id."""
+    run_id = deployment.trigger(DAG)
+    fault(run_id)
+    state = deployment.wait_run(DAG, run_id, timeout=timeout)
+    states = deployment.task_states(DAG, run_id)
+    assert {s for s in states.values()} == {"success"}, states
+    assert state == "success"
+    jobs = slurm_jobs(DAG, run_id)
+    assert submissions_per_batch(jobs, DAG, run_id) == {"g-0000": 1, "g-0001": 1}, jobs
+    assert {j.state for j in jobs} == {"COMPLETED"}, "nothing cancelled, nothing failed"
+    out = run_dir(DAG, run_id)
+    assert dict(record_lines(out)) == dict.fromkeys(JOBS, 1), "exactly one record per job"
+    assert all(r.succeeded for r in records(out).values())
+    return run_id
+
+
+def restart_after(deployment: Any, name: str, how: str, pause: float = 5.0) -> Callable:
+    def fault(run_id: str) -> None:
+        wait_states(deployment, DAG, run_id, deferred)
+        component = deployment.component(name)
+        if how == "crash":
+            component.crash()  # kill -9 of the main process, as an OOM kill leaves it
+        else:
+            component.stop(how)  # the whole session: TERM (graceful) or KILL (host gone)
+        time.sleep(pause)
+        component.start()
+
+    return fault
+
+
+def test_kill_9_of_the_triggerer_and_a_restart_lose_and_duplicate_nothing(deployment, workload):
+    run_through(deployment, restart_after(deployment, "triggerer", "crash"))
+
+
+def test_sigterm_of_the_triggerer_and_a_restart_cancel_no_healthy_job(deployment, workload):
+    run_through(deployment, restart_after(deployment, "triggerer", "TERM"))
+
+
+def test_kill_9_of_the_scheduler_and_its_workers_and_a_restart(deployment, workload):
+    run_through(deployment, restart_after(deployment, "scheduler", "KILL"))
+
+
+def test_kill_9_of_slurmctld_and_a_restart(deployment, workload):
+    def fault(run_id: str) -> None:
+        wait_states(deployment, DAG, run_id, deferred)
+        subprocess.run(["pkill", "-9", "-x", "slurmctld"], check=True)
+        time.sleep(10)
+        start = subprocess.run(
+            [str(REPO / "scripts/slurm/start.sh")], capture_output=True, text=True, check=False
+        )
+        assert start.returncode == 0, start.stderr[-2000:]
+
+    run_through(deployment, fault)
+
+
+def test_the_api_server_down_for_100_s_fails_no_healthy_work(deployment, workload):
+    run_through(deployment, restart_after(deployment, "api-server", "TERM", pause=100))
+
+
+def worker_of(ti_id: str) -> int | None:
+    """The LocalExecutor worker running task instance `ti_id` (its process title names it)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "LocalExecutor" in cmd and ti_id in cmd:
+            return int(proc.name)
+    return None
+
+
+def kill_tree(pid: int) -> None:
+    children = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    os.kill(pid, signal.SIGKILL)
+    for child in children:
+        kill_tree(int(child))
+
+
+def test_a_worker_killed_right_after_sbatch_is_retried_and_the_retry_adopts(
+    deployment, workload
+):
+    """The api-server is frozen once the submit task runs: the task gets through sbatch (no
+    API call needed), then hangs pushing its XCom. Then its worker is killed."""
+    api = deployment.component("api-server")
+    task = "g.submit_0000"
+
+    def fault(run_id: str) -> None:
+        name = f"jf-{run_key(DAG, run_id)}.g-0000.t1"
+        ti = wait_states(deployment, DAG, run_id, lambda s: s.get(task) == "running", 120)
+        assert ti[task] == "running"
+        ti_id = deployment.get(f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/{task}")["id"]
+        os.killpg(api.pid, signal.SIGSTOP)  # uvicorn and its workers
+        try:
+            deadline = time.monotonic() + 60
+            while not subprocess.run(
+                ["squeue", "-h", "--states=all", f"--name={name}", "-o", "%i"],
+                capture_output=True, text=True, check=False,
+            ).stdout.strip():
+                assert time.monotonic() < deadline, "the submit task never reached sbatch"
+                time.sleep(0.1)
+            worker = worker_of(ti_id)
+            assert worker is not None, "the submit task finished before it could be killed"
+            kill_tree(worker)
+        finally:
+            os.killpg(api.pid, signal.SIGCONT)
+
+    run_id = run_through(deployment, fault)
+    tries = deployment.get(f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/{task}")
+    assert tries["try_number"] >= 2, "the killed try failed and was retried"
+    assert "adopted SLURM job" in deployment.task_log(DAG, run_id, task, tries["try_number"])

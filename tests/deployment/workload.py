@@ -1,0 +1,173 @@
+"""What the deployment tests run: job configs and the DAG file that loads them.
+
+One DAG file in the deployment's DAGs folder loads three config folders with `load_dags`,
+the way a user deploys: `cli/` through the SLURM CLI on the worker, `ssh/` over SSH to the
+loopback sshd as the cluster's test user, `scheduled/` on a schedule. Outputs go under a
+world-writable shared dir, where the SSH user also finds its own copy of the package (the
+node runner needs only the standard library and that package).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path("/tmp/jobforge-deployment")
+SSH_CONN_ID = "jobforge_deploy_ssh"
+DAG_FILE = "jobforge_deployment_tests.py"
+ERRORS_FILE = "jobforge_deployment_errors.py"  # defines no DAG: the broken configs' errors
+FANOUT = 20  # one-job batches waited for at once in the triggerer
+
+DAG_FILE_TEXT = '''"""Written by tests/deployment/workload.py: the deployment tests' DAGs."""
+from datetime import datetime, timedelta
+
+from airflow_jobforge.factory import load_dags
+
+# Faster infrastructure retries than jobforge's defaults, so fault tests end in minutes.
+RETRIES = {{"retry_delay": timedelta(seconds=10), "max_retry_delay": timedelta(seconds=40)}}
+COMMON = {{"default_args": RETRIES, "tags": ["jobforge", "deployment-test"]}}
+
+load_dags("{shared}/configs/cli/*.json", globals(), backend="slurm",
+          output_dir="{shared}/out", python="{python}", **COMMON)
+load_dags("{shared}/configs/ssh/*.json", globals(), backend="slurm",
+          ssh_conn_id="{ssh_conn_id}", output_dir="{shared}/out-ssh",
+          python="/usr/bin/python3", pythonpath="{shared}/pkg", **COMMON)
+load_dags("{shared}/configs/scheduled/*.json", globals(), backend="slurm",
+          output_dir="{shared}/out", python="{python}", schedule="@hourly",
+          start_date=datetime(2026, 1, 1), **COMMON)
+'''
+
+
+ERRORS_FILE_TEXT = '''"""Written by tests/deployment/workload.py: broken configs as this DAG file's
+import errors (a file without DAGs, so the good DAGs of the folder stay live)."""
+from airflow_jobforge.factory import raise_config_errors
+
+raise_config_errors("{shared}/configs/cli/*.json")
+'''
+BROKEN = "jobforge_deploy_broken"
+
+
+def pipeline() -> dict[str, Any]:
+    """examples/configs/pipeline.json, with sim_3 failing on its first run in a DAG run only
+    (so a cleared job task's rerun can succeed)."""
+    config = json.loads((REPO / "examples/configs/pipeline.json").read_text())
+    flag = '"$JOBFORGE_OUTPUT_DIR/sim_3-ran-once"'
+    for job in config["jobs"]:
+        if job["name"] == "sim_3":
+            job["command"] = f"echo sim 3 >&2; test -e {flag} || {{ touch {flag}; exit 1; }}"
+    return config
+
+
+def group(name: str, batch_size: int, **slurm: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "slurm": {"walltime": "10", **slurm},
+        "batching": {"per_node_batch_size": batch_size, "num_processes": 2},
+    }
+
+
+def configs() -> dict[str, dict[str, Any]]:
+    """Relative path -> config. The DAG id is `jobforge_<file stem>`."""
+    def jobs(names: list[str], command: str) -> list[dict[str, Any]]:
+        return [{"name": n, "command": command} for n in names]
+
+    return {
+        "cli/deploy_pipeline.json": pipeline(),
+        "ssh/deploy_pipeline_ssh.json": pipeline(),
+        "cli/deploy_params.json": {
+            "jobs": jobs(["a0", "a1", "a2", "b1"], "true"),
+            "submission_groups": [group("g", 2)],
+        },
+        "cli/deploy_fanout.json": {
+            "jobs": jobs([f"w{i:02d}" for i in range(FANOUT)], "sleep 600"),
+            "submission_groups": [group("g", 1)],
+        },
+        # Two batches of two jobs long enough to hit them with a fault mid-run.
+        "cli/deploy_faults.json": {
+            "jobs": jobs(["f0", "f1", "f2", "f3"], "echo start $JOBFORGE_JOB_NAME; sleep 25"),
+            "submission_groups": [group("g", 2)],
+        },
+        # Two problems in one file: an unknown blocker and a cycle.
+        "cli/deploy_broken.json": {
+            "jobs": [
+                {"name": "x", "command": "true", "blocked_by": ["nope"]},
+                {"name": "y", "command": "true", "blocked_by": ["z"]},
+                {"name": "z", "command": "true", "blocked_by": ["y"]},
+            ],
+        },
+        "scheduled/deploy_hourly.json": {
+            "jobs": jobs(["tick"], "date"),
+            "submission_groups": [group("g", 1)],
+        },
+    }
+
+
+def dag_ids() -> list[str]:
+    return sorted("jobforge_" + Path(p).stem for p in configs())
+
+
+def install(dags_folder: Path) -> Path:
+    """Write configs, the package copy and the DAG files; returns the shared dir. Outputs of
+    earlier sessions stay: every DAG run writes under its own run id."""
+    for sub in ("out", "out-ssh"):
+        (SHARED / sub).mkdir(parents=True, exist_ok=True)
+    for rel, config in configs().items():
+        path = SHARED / "configs" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config, indent=1))
+    shutil.copytree(
+        REPO / "airflow_jobforge",
+        SHARED / "pkg" / "airflow_jobforge",
+        ignore=shutil.ignore_patterns("__pycache__"),
+        dirs_exist_ok=True,
+    )
+    readable = [str(SHARED / "pkg"), str(SHARED / "configs")]
+    subprocess.run(["chmod", "-R", "a+rX", *readable], check=True)
+    subprocess.run(["chmod", "1777", str(SHARED), str(SHARED / "out-ssh")], check=True)
+    dags_folder.mkdir(parents=True, exist_ok=True)
+    (dags_folder / DAG_FILE).write_text(
+        DAG_FILE_TEXT.format(shared=SHARED, python=sys.executable, ssh_conn_id=SSH_CONN_ID)
+    )
+    (dags_folder / ERRORS_FILE).write_text(ERRORS_FILE_TEXT.format(shared=SHARED))
+    return SHARED
+
+
+def ssh_connection(slurm_env: dict[str, str]) -> dict[str, Any]:
+    """The Airflow SSH connection to the loopback sshd, as the REST API takes it."""
+    host_key = next(
+        " ".join(line.split()[1:3])
+        for line in Path(slurm_env["JOBFORGE_SSH_KNOWN_HOSTS"]).read_text().splitlines()
+        if line.split()[1] == "ssh-ed25519"
+    )
+    return {
+        "connection_id": SSH_CONN_ID,
+        "conn_type": "ssh",
+        "host": "127.0.0.1",
+        "port": int(slurm_env["JOBFORGE_SSH_PORT"]),
+        "login": slurm_env["JOBFORGE_SSH_USER"],
+        "extra": json.dumps({"key_file": slurm_env["JOBFORGE_SSH_KEY"], "host_key": host_key}),
+    }
+
+
+@pytest.fixture(scope="session")
+def workload(deployment: Any) -> Path:
+    """The workload's DAGs parsed, unpaused (but the scheduled one) and the SSH connection
+    in place, on a running cluster."""
+    from tests.integration.conftest import start_cluster
+
+    slurm_env = start_cluster()
+    shared = install(deployment.dags_folder)
+    deployment.request("DELETE", f"/api/v2/connections/{SSH_CONN_ID}", expect=(204, 404))
+    deployment.post("/api/v2/connections", json=ssh_connection(slurm_env), expect=(201,))
+    for dag_id in dag_ids():
+        deployment.wait_dag(dag_id, timeout=180)
+        if dag_id not in ("jobforge_deploy_hourly", BROKEN):
+            deployment.unpause(dag_id)
+    return shared
