@@ -1,27 +1,45 @@
 """`jobforge run`: a config's DAG, run once with real Airflow in this process.
 
-Airflow gets a project-local AIRFLOW_HOME (default `.jobforge/airflow`) with its SQLite
-metadata DB, migrated once. The DAG is written as a small DAG file into that home's DAGs
-folder (`dag.test()` runs only DAGs it can parse from there) and run with `dag.test()`.
-A thread prints progress from the result records; the end is the results summary.
+Airflow gets a project-local AIRFLOW_HOME (default `.jobforge/airflow`, see `home`) with its
+SQLite metadata DB, migrated once. The DAG is written as a small DAG file into that home's
+DAGs folder (`dag.test()` runs only DAGs it can parse from there) and run with `dag.test()`.
 The dags folder is jobforge's own: `dag.test()` parses all of it, so stale files go.
+
+The user sees a progress line (`progress`) and, at the end, the results (`report`); Airflow's
+own output goes to the task log files (`logs`), or to the console with --verbose.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-import threading
 import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from airflow_jobforge.config import load_config
+from airflow_jobforge.embedded.home import DEFAULT_HOME, log_folder, prepare_airflow_home
+from airflow_jobforge.embedded.logs import (
+    RUN_LOG,
+    LogRouter,
+    TaskFailure,
+    route_output,
+    run_log_dir,
+    task_logs,
+)
+from airflow_jobforge.embedded.progress import ProgressPrinter, progress_line, watching
+from airflow_jobforge.embedded.report import RunResult, describe_failure, reports_jobs
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.results import Summary, collect_results, summarize
+from airflow_jobforge.results import NOT_WRITABLE, Summary, collect_results, summarize
+from airflow_jobforge.results import unwritable_reason as _unwritable_reason
 
-DEFAULT_HOME = ".jobforge/airflow"
+__all__ = ["DEFAULT_HOME", "parse_params", "progress_line", "run", "run_config"]
+
 DAG_FILE_TEMPLATE = '''"""Written by `jobforge run`; rebuilt on every run."""
 from airflow_jobforge.config import load_config
 from airflow_jobforge.factory import build_dag
@@ -30,49 +48,13 @@ dag = build_dag(load_config({config!r}), {dag_id!r}, file={config!r}, **{options
 '''
 
 
-def prepare_airflow_home(home: Path, verbose: bool) -> None:
-    """Environment for an embedded Airflow; must run before airflow is imported.
-
-    Airflow reads AIRFLOW_HOME and its config once, at first import, so everything that
-    sets them comes first and the migration (which imports airflow) last.
-    """
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dags").mkdir(exist_ok=True)
-    os.environ["AIRFLOW_HOME"] = str(home)
-    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(home / "dags"))
-    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "120")
-    if not verbose:
-        os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-    stamp = home / ".jobforge-db-migrated"
-    if not stamp.exists():
-        print(f"jobforge: initialising the Airflow metadata DB in {home} (once)", file=sys.stderr)
-        # The function `airflow db migrate` calls, in this process: a subprocess would pay
-        # Airflow's import and CLI start-up again (2.2 s against 0.7 s, measured).
-        from airflow.utils.db import upgradedb
-
-        try:
-            upgradedb()
-        except Exception as exc:  # any DB/driver failure: one clear line, not a traceback
-            raise JobForgeError(f"airflow db migrate failed in {home}: {exc}") from exc
-        stamp.write_text("ok\n")
+def run_config(config_file: str, **options: Any) -> tuple[str, Summary, Path]:
+    """`run`, answered as (DAG run state, summary, run output dir)."""
+    result = run(config_file, **options)
+    return result.state, result.summary, result.run_dir
 
 
-def progress_line(output_dir: Path, total: int) -> str:
-    """Jobs done/failed/running, from the records and job output files of a run dir."""
-    records = collect_results(output_dir)
-    ok = sum(r.succeeded for r in records.values())
-    failed = sum(r.status == "finished" and not r.succeeded for r in records.values())
-    other = len(records) - ok - failed
-    started = len(list((output_dir / "job-output").glob("*.out")))
-    running = max(started - ok - failed - sum(r.status == "missing" for r in records.values()), 0)
-    return (
-        f"jobs: {len(records)}/{total} done ({ok} ok, {failed} failed, {other} "
-        f"canceled/missing), {running} running"
-    )
-
-
-def run_config(
+def run(
     config_file: str,
     *,
     backend: str = "local",
@@ -85,34 +67,81 @@ def run_config(
     python: str | None = None,
     pythonpath: str | None = None,
     verbose: bool = False,
-) -> tuple[str, Summary, Path]:
+) -> RunResult:
     config = load_config(config_file)  # report config errors before starting Airflow
-    home = Path(airflow_home or os.environ.get("JOBFORGE_AIRFLOW_HOME") or DEFAULT_HOME)
-    prepare_airflow_home(home.resolve(), verbose)
-    from airflow_jobforge.factory import dag_id_for
+    home = Path(airflow_home or os.environ.get("JOBFORGE_AIRFLOW_HOME") or DEFAULT_HOME).resolve()
+    params = params or {}
+    local = not ssh_conn_id
+    with route_output(enabled=not verbose) as (console, router):
+        prepare_airflow_home(home, console.err)
+        from airflow_jobforge.factory import dag_id_for
 
-    dag_id = dag_id_for(config_file)
-    output_dir = str(Path(output).resolve()) if output and not ssh_conn_id else output
-    options: dict[str, Any] = {
-        "backend": backend,
-        "output_dir": output_dir,
-        "ssh_conn_id": ssh_conn_id,
-        "slurm_conn_id": slurm_conn_id,
-        "job_tasks": job_tasks,
-        "python": python or sys.executable if not ssh_conn_id else python,
-        "pythonpath": pythonpath,
-    }
-    options = {k: v for k, v in options.items() if v is not None}
-    dag_file = home.resolve() / "dags" / f"{dag_id}.py"
+        dag_id = dag_id_for(config_file)
+        options: dict[str, Any] = {
+            "backend": backend,
+            "output_dir": str(Path(output).resolve()) if output and local else output,
+            "ssh_conn_id": ssh_conn_id,
+            "slurm_conn_id": slurm_conn_id,
+            "job_tasks": job_tasks,
+            "python": python or sys.executable if local else python,
+            "pythonpath": pythonpath,
+        }
+        options = {k: v for k, v in options.items() if v is not None}
+        dag = _load_dag(config, config_file, home, dag_id, options, verbose)
+        base = Path(options.get("output_dir") or _default_output(dag_id))
+        selected = _selected_jobs(config, params)
+
+        from airflow_jobforge.execution import safe_run_id
+
+        when = datetime.now(timezone.utc)
+        run_id = _manual_run_id(when)
+        log_dir = run_log_dir(log_folder(home), dag_id, run_id) if router else None
+        if router is not None and log_dir is not None:
+            router.open_run_log(log_dir / RUN_LOG)
+        predicted = base / safe_run_id(run_id)
+
+        def line() -> str | None:
+            return progress_line(predicted, len(selected)) if predicted.exists() else None
+
+        started = time.perf_counter()
+        printer = ProgressPrinter(console.err)
+        progress = watching(line, printer) if local else contextlib.nullcontext()
+        with _task_logs(router, log_dir, _announcer(printer)) as failures, progress:
+            dr = _test(dag, params, when, router)
+        seconds = time.perf_counter() - started
+
+        run_dir = base / safe_run_id(dr.run_id)
+        records = collect_results(run_dir) if local else _remote_records(dag, run_dir)
+        reason = None
+        if local and any(name not in records for name in selected):
+            problem = _unwritable_reason(run_dir)
+            reason = f"{NOT_WRITABLE} ({problem})" if problem else None
+        return RunResult(
+            dag_run_id=dr.run_id,
+            state=str(getattr(dr.state, "value", dr.state)),
+            seconds=seconds,
+            run_dir=run_dir,
+            selected=selected,
+            records=records,
+            summary=summarize(records.values(), selected, reason),
+            local_output=local,
+            log_dir=log_dir,
+            failed_tasks=failures,
+        )
+
+
+def _load_dag(
+    config: Any, config_file: str, home: Path, dag_id: str, options: dict[str, Any], verbose: bool
+) -> Any:
+    """Write the DAG file dag.test() parses, and build the same DAG here."""
+    config_path = str(Path(config_file).resolve())
+    dag_file = home / "dags" / f"{dag_id}.py"
     for stale in dag_file.parent.glob("jobforge_*.py"):  # dag.test() parses the whole folder
         if stale != dag_file:
             stale.unlink()
     dag_file.write_text(
-        DAG_FILE_TEMPLATE.format(
-            config=str(Path(config_file).resolve()), dag_id=dag_id, options=options
-        )
+        DAG_FILE_TEMPLATE.format(config=config_path, dag_id=dag_id, options=options)
     )
-
     from airflow.settings import configure_orm
 
     from airflow_jobforge.factory import build_dag
@@ -122,21 +151,48 @@ def run_config(
 
     if not execution_api.install() and verbose:
         print("jobforge: Airflow's stock in-process Execution API", file=sys.stderr)
-    dag = build_dag(config, dag_id, file=str(Path(config_file).resolve()), **options)
-    base = Path(options.get("output_dir") or _default_output(dag_id))
-    started = time.perf_counter()
-    dr = _run_with_progress(dag, params or {}, base, len(config.jobs), local=not ssh_conn_id)
-    from airflow_jobforge.execution import safe_run_id
+    return build_dag(config, dag_id, file=config_path, **options)
 
-    run_dir = base / safe_run_id(dr.run_id)
-    records = collect_results(run_dir) if not ssh_conn_id else _remote_records(dag, run_dir)
-    selected = _selected_jobs(config, params or {})
-    summary = summarize(records.values(), selected)
-    print(
-        f"\njobforge: DAG run {dr.run_id} {dr.state} in {time.perf_counter() - started:.1f}s",
-        file=sys.stderr,
-    )
-    return str(dr.state), summary, run_dir
+
+def _manual_run_id(when: datetime) -> str:
+    """The run id dag.test() gives a run with this logical date and run_after: known before
+    the run starts, so its log dir and output dir are too."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.types import DagRunType
+
+    return DagRun.generate_run_id(run_type=DagRunType.MANUAL, logical_date=when, run_after=when)
+
+
+def _task_logs(
+    router: LogRouter | None, log_dir: Path | None, on_failure: Callable[[TaskFailure], None]
+) -> contextlib.AbstractContextManager[list[TaskFailure]]:
+    if router is None or log_dir is None:
+        return contextlib.nullcontext([])
+    return task_logs(router, log_dir, on_failure)
+
+
+def _announcer(printer: ProgressPrinter) -> Callable[[TaskFailure], None]:
+    """Say at once when a task that runs the batches fails or will be retried: a retry
+    delay would otherwise leave the user looking at an unchanging progress line."""
+
+    def announce(failure: TaskFailure) -> None:
+        if not reports_jobs(failure.task_id):
+            printer.note(describe_failure(failure))
+
+    return announce
+
+
+def _test(dag: Any, params: dict[str, Any], when: datetime, router: LogRouter | None) -> Any:
+    """dag.test(); Airflow failing itself (not a task) is one line, its traceback in the log."""
+    try:
+        return dag.test(run_conf=params, logical_date=when, run_after=when)
+    except Exception as exc:
+        if router is None:
+            raise
+        traceback.print_exc(file=router)
+        raise JobForgeError(
+            f"Airflow could not run the DAG: {exc} (traceback in {router.run_log_path})"
+        ) from exc
 
 
 def _default_output(dag_id: str) -> str:
@@ -158,32 +214,6 @@ def _remote_records(dag: Any, run_dir: Path) -> dict[str, Any]:
         return client.read_results(str(run_dir))
     finally:
         client.close()
-
-
-def _run_with_progress(
-    dag: Any, params: dict[str, Any], base: Path, total: int, local: bool
-) -> Any:
-    """dag.test(), with a progress line from this run's records while it runs (local dirs)."""
-    stop = threading.Event()
-    started = time.time()
-
-    def watch() -> None:
-        while not stop.wait(1.0):
-            runs = (
-                [p for p in base.glob("*") if p.stat().st_mtime >= started - 1]
-                if base.exists()
-                else []
-            )
-            if runs:
-                print(f"\r{progress_line(runs[-1], total)}   ", end="", file=sys.stderr, flush=True)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    if local:
-        thread.start()
-    try:
-        return dag.test(run_conf=params)
-    finally:
-        stop.set()
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:

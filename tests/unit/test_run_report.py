@@ -1,0 +1,40 @@
+"""The end of `jobforge run`: table, summary, paths, and the failures a table cannot show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airflow_jobforge.embedded.logs import TaskFailure
+from airflow_jobforge.embedded.report import RunResult, format_report
+from airflow_jobforge.results import summarize
+
+
+def failure(task_id: str, state: str = "failed", attempt: int = 1) -> TaskFailure:
+    return TaskFailure(task_id, state, attempt, "sbatch: invalid partition", Path(f"/l/{task_id}"))
+
+
+def test_report_names_failed_batch_tasks_with_their_log_but_not_result_tasks(tmp_path):
+    result = RunResult(
+        dag_run_id="manual__1",
+        state="failed",
+        seconds=2.04,
+        run_dir=tmp_path,
+        selected=["a"],
+        records={},
+        summary=summarize([], ["a"]),
+        local_output=True,
+        log_dir=Path("/logs/run"),
+        failed_tasks=[
+            failure("g.submit_0000", "up_for_retry", 1),
+            failure("g.submit_0000", "failed", 2),
+            failure("g.job_a"),
+            failure("summary"),
+        ],
+    )
+    lines = format_report(result).splitlines()
+    assert lines[1].split() == ["a", "missing", "no", "result", "record"]
+    assert lines[3] == "1 jobs: 0 successful, 0 failed, 0 canceled, 1 missing"
+    assert lines[5:] == [
+        "task g.submit_0000 failed (attempt 2): sbatch: invalid partition (log: /l/g.submit_0000)",
+        "Airflow DAG run manual__1 failed in 2.0s; task logs: /logs/run/",
+    ]
