@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from airflow_jobforge.config import load_config
 from airflow_jobforge.local.direct import run_locally
 from airflow_jobforge.planning import plan_batches
+from airflow_jobforge.results import collect_results, results_table, tail_file
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -22,15 +24,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.no_airflow:
         config = load_config(args.config_file)
-        output = args.output or "output"
+        output = Path(args.output or "output")
         summary = run_locally(config, output)
-        print(summary)
+        print(
+            results_table(
+                [job.name for job in config.jobs],
+                collect_results(output),
+                no_record_reason=summary.no_record_reason,
+                stderr_tail=lambda name: tail_file(output / "job-output" / f"{name}.err"),
+            )
+        )
+        print(f"\n{summary}")
         print(f"Results: {output}/results/*.jsonl; job output: {output}/job-output/")
         return 0 if summary.successful == summary.total else 1
-    from airflow_jobforge.embedded.run import parse_params, run_config
+    from airflow_jobforge.embedded.report import format_report
+    from airflow_jobforge.embedded.run import parse_params, run
 
     job_tasks = {"auto": None, "yes": True, "no": False}[args.job_tasks]
-    state, summary, run_dir = run_config(
+    result = run(
         args.config_file,
         backend=args.backend,
         ssh_conn_id=args.ssh_conn_id,
@@ -43,9 +54,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         pythonpath=args.pythonpath,
         verbose=args.verbose,
     )
-    print(summary)
-    print(f"Results: {run_dir}/results/*.jsonl; job output: {run_dir}/job-output/")
-    return 0 if state == "success" and summary.successful == summary.total else 1
+    print(format_report(result))
+    summary = result.summary
+    return 0 if result.state == "success" and summary.successful == summary.total else 1
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -78,7 +89,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--python", help="python on the nodes (default: this one; SSH: python3)")
     p.add_argument("--pythonpath", help="PYTHONPATH on the nodes")
-    p.add_argument("--verbose", action="store_true", help="Airflow logs at INFO")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Airflow's logs and warnings on the console (default: in the task log files)",
+    )
     p.add_argument(
         "--no-airflow",
         action="store_true",

@@ -16,7 +16,13 @@ from pathlib import Path
 from airflow_jobforge.config.models import JobConfiguration
 from airflow_jobforge.node.spec import BatchSpec
 from airflow_jobforge.planning import batch_spec, plan_batches
-from airflow_jobforge.results import Summary, collect_results, summarize
+from airflow_jobforge.results import (
+    NOT_WRITABLE,
+    Summary,
+    collect_results,
+    summarize,
+    unwritable_reason,
+)
 
 BATCHES_DIR = "batches"
 
@@ -59,4 +65,7 @@ def run_locally(
     finally:
         if config.teardown_command:
             subprocess.run(["bash", "-c", config.teardown_command], check=False)
-    return summarize(collect_results(output_dir).values(), [j.name for j in config.jobs])
+    records = collect_results(output_dir)
+    names = [j.name for j in config.jobs]
+    problem = unwritable_reason(output_dir) if set(names) - set(records) else None
+    return summarize(records.values(), names, f"{NOT_WRITABLE} ({problem})" if problem else None)
