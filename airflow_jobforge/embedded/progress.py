@@ -18,18 +18,22 @@ from airflow_jobforge.results import collect_results
 INTERVAL_S = 1.0
 
 
-def progress_line(output_dir: Path, total: int) -> str:
-    """Jobs done/failed/running, from the records and job output files of a run dir."""
+def progress_line(output_dir: Path, total: int, ended: bool = False) -> str:
+    """Jobs done/failed/running, from the records and job output files of a run dir.
+
+    Running is guessed from jobs that have an output file but no record yet; once the run
+    has `ended`, such jobs are not running but without a record, and the line says so.
+    """
     records = collect_results(output_dir)
     ok = sum(r.succeeded for r in records.values())
     failed = sum(r.status == "finished" and not r.succeeded for r in records.values())
     other = len(records) - ok - failed
+    done = f"jobs: {len(records)}/{total} done ({ok} ok, {failed} failed, {other} canceled/missing)"
+    if ended:
+        return done + (f", {total - len(records)} without a record" if len(records) < total else "")
     started = len(list((output_dir / "job-output").glob("*.out")))
     running = max(started - ok - failed - sum(r.status == "missing" for r in records.values()), 0)
-    return (
-        f"jobs: {len(records)}/{total} done ({ok} ok, {failed} failed, {other} "
-        f"canceled/missing), {running} running"
-    )
+    return f"{done}, {running} running"
 
 
 class ProgressPrinter:

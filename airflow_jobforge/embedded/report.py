@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from airflow_jobforge.embedded.logs import TaskFailure
-from airflow_jobforge.results import ResultRecord, Summary, results_table, tail_file
+from airflow_jobforge.results import (
+    NOT_WRITABLE,
+    ResultRecord,
+    Summary,
+    results_table,
+    tail_file,
+)
 
 TAIL_LINES = 3
 # Tasks whose failure only repeats a job's failure, which the table already shows.
@@ -28,6 +34,7 @@ class RunResult:
     local_output: bool
     log_dir: Path | None = None  # the task logs, when they did not go to the console
     failed_tasks: list[TaskFailure] = field(default_factory=list)
+    output_problem: str | None = None  # the run dir cannot be written now (full disk...)
 
 
 def format_report(result: RunResult) -> str:
@@ -35,13 +42,19 @@ def format_report(result: RunResult) -> str:
         results_table(
             result.selected,
             result.records,
-            no_record_reason=result.summary.no_record_reason,
+            # The summary line below carries the details (error, path): one copy, not N.
+            no_record_reason=NOT_WRITABLE if result.summary.no_record_reason else None,
             stderr_tail=_stderr_tail(result.run_dir) if result.local_output else None,
         ),
         "",
         str(result.summary),
         f"Results: {result.run_dir}/results/*.jsonl; job output: {result.run_dir}/job-output/",
     ]
+    if result.output_problem and not result.summary.no_record_reason:
+        lines.append(
+            f"The output dir is not writable now ({result.output_problem}): jobs that wrote "
+            "there may have failed for that, and their stderr may be lost."
+        )
     last = {f.task_id: f for f in result.failed_tasks}  # a retried task's last attempt
     for failure in last.values():
         if failure.state == "failed" and not reports_jobs(failure.task_id):

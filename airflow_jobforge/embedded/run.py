@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -100,22 +101,27 @@ def run(
             router.open_run_log(log_dir / RUN_LOG)
         predicted = base / safe_run_id(run_id)
 
+        ended = threading.Event()  # the last line then counts jobs without a record
+
         def line() -> str | None:
-            return progress_line(predicted, len(selected)) if predicted.exists() else None
+            if not predicted.exists():
+                return None
+            return progress_line(predicted, len(selected), ended.is_set())
 
         started = time.perf_counter()
         printer = ProgressPrinter(console.err)
         progress = watching(line, printer) if local else contextlib.nullcontext()
         with _task_logs(router, log_dir, _announcer(printer)) as failures, progress:
-            dr = _test(dag, params, when, router)
+            try:
+                dr = _test(dag, params, when, router)
+            finally:
+                ended.set()
         seconds = time.perf_counter() - started
 
         run_dir = base / safe_run_id(dr.run_id)
         records = collect_results(run_dir) if local else _remote_records(dag, run_dir)
-        reason = None
-        if local and any(name not in records for name in selected):
-            problem = _unwritable_reason(run_dir)
-            reason = f"{NOT_WRITABLE} ({problem})" if problem else None
+        problem = _unwritable_reason(run_dir) if local else None
+        reason = f"{NOT_WRITABLE} ({problem})" if problem else None
         return RunResult(
             dag_run_id=dr.run_id,
             state=str(getattr(dr.state, "value", dr.state)),
@@ -127,6 +133,7 @@ def run(
             local_output=local,
             log_dir=log_dir,
             failed_tasks=failures,
+            output_problem=problem,
         )
 
 

@@ -46,7 +46,7 @@ def test_a_failing_job_shows_in_the_table_and_its_traceback_only_in_the_task_log
     assert "2 jobs: 1 successful, 1 failed, 0 canceled, 0 missing" in result.stdout
 
     progress = [line for line in result.stderr.splitlines() if line.startswith("jobs: ")]
-    assert progress[-1] == "jobs: 2/2 done (1 ok, 1 failed, 0 canceled/missing), 0 running"
+    assert progress[-1] == "jobs: 2/2 done (1 ok, 1 failed, 0 canceled/missing)"
     assert len(progress) == len(set(progress)), "a line is printed only when it changes"
 
     logs = Path(re.search(r"task logs: (\S+)/$", result.stdout, re.M).group(1))

@@ -61,3 +61,16 @@ def test_the_watcher_shows_the_line_while_the_body_runs_and_its_final_state(tmp_
     assert lines[0] == "jobs: 0/2 done (0 ok, 0 failed, 0 canceled/missing), 0 running"
     assert lines[-1] == "jobs: 2/2 done (1 ok, 1 failed, 0 canceled/missing), 0 running"
     assert len(lines) == len(set(lines))
+
+
+def test_once_the_run_ended_jobs_without_a_record_are_not_counted_as_running(tmp_path):
+    (tmp_path / "job-output").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "job-output" / f"{name}.out").write_text("")
+    writer = ResultsWriter(results_file(tmp_path, "b"))
+    writer.append(ResultRecord("a", "finished", 0, 0.1, 1.0, 1.1, "b"))
+    writer.close()
+    assert progress_line(tmp_path, 3).endswith("(1 ok, 0 failed, 0 canceled/missing), 1 running")
+    assert progress_line(tmp_path, 3, ended=True) == (
+        "jobs: 1/3 done (1 ok, 0 failed, 0 canceled/missing), 2 without a record"
+    )

@@ -38,3 +38,32 @@ def test_report_names_failed_batch_tasks_with_their_log_but_not_result_tasks(tmp
         "task g.submit_0000 failed (attempt 2): sbatch: invalid partition (log: /l/g.submit_0000)",
         "Airflow DAG run manual__1 failed in 2.0s; task logs: /logs/run/",
     ]
+
+
+def test_a_full_output_dir_is_said_once_in_the_summary_or_once_on_its_own(tmp_path):
+    from airflow_jobforge.results import ResultRecord
+
+    problem = f"No space left on device: {tmp_path}"
+    base = dict(dag_run_id="r", state="failed", seconds=1.0, run_dir=tmp_path, local_output=True)
+    no_records = RunResult(
+        **base,
+        selected=["a", "b"],
+        records={},
+        summary=summarize([], ["a", "b"], f"output dir not writable ({problem})"),
+        output_problem=problem,
+    )
+    text = format_report(no_records)
+    rows = text.splitlines()[1:3]
+    assert [row.split(None, 2)[2] for row in rows] == ["unknown: output dir not writable"] * 2
+    assert text.count(problem) == 1
+    assert "(2 without a record: output dir not writable (No space left on device" in text
+
+    failed = ResultRecord("a", "finished", 1, 0.1, 1.0, 1.1, "b")
+    with_records = RunResult(
+        **base,
+        selected=["a"],
+        records={"a": failed},
+        summary=summarize([failed], ["a"], None),
+        output_problem=problem,
+    )
+    assert f"The output dir is not writable now ({problem})" in format_report(with_records)
