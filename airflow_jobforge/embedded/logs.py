@@ -32,21 +32,44 @@ class LogRouter(io.TextIOBase):
     """A text stream writing to the current task's log, else the run's log.
 
     Until the run's log file is known (its name needs the run id, which needs airflow
-    imported), text is held in memory and written to the file when it opens.
+    imported), text is held in memory and written to the file when it opens. Airflow's
+    handlers and cached loggers keep this stream for the life of the process, so after a
+    run it keeps writing to that run's log, and a later run (tests, a caller running several
+    configs) takes it over: `start` for a routed run, `pass_through` for a --verbose one.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.RLock()
-        self._held = io.StringIO()
+        self._held: io.StringIO | None = io.StringIO()
         self._run_log: TextIO | None = None
         self._task_log: TextIO | None = None
+        self._console: TextIO | None = None
         self.run_log_path: Path | None = None
 
     def write(self, text: str) -> int:
         with self._lock:
-            (self._task_log or self._run_log or self._held).write(text)
+            target = self._task_log or self._run_log or self._held or self._console
+            (target or sys.__stdout__ or io.StringIO()).write(text)
         return len(text)
+
+    def start(self) -> None:
+        """A new routed run: hold text until its run log opens."""
+        with self._lock:
+            self._close_run_log()
+            self._held, self._console = io.StringIO(), None
+
+    def pass_through(self, console: TextIO) -> None:
+        """A --verbose run: whoever still holds this stream writes to the console."""
+        with self._lock:
+            self._close_run_log()
+            self._held, self._console = None, console
+
+    def _close_run_log(self) -> None:
+        if self._run_log is not None:
+            self._run_log.close()
+            self._run_log = None
+            self.run_log_path = None
 
     def flush(self) -> None:
         with self._lock:
@@ -67,9 +90,11 @@ class LogRouter(io.TextIOBase):
     def open_run_log(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
+            self._close_run_log()
             self._run_log = open(path, "a", encoding="utf-8", buffering=1)
-            self._run_log.write(self._held.getvalue())
-            self._held = io.StringIO()
+            if self._held is not None:
+                self._run_log.write(self._held.getvalue())
+            self._held = None
             self.run_log_path = path
 
     @contextmanager
@@ -86,15 +111,13 @@ class LogRouter(io.TextIOBase):
                 self._task_log = previous
             stream.close()
 
-    def held_text(self) -> str:
-        return self._held.getvalue()
-
     def close(self) -> None:
         with self._lock:
-            if self._run_log is not None:
-                self._run_log.close()
-                self._run_log = None
+            self._close_run_log()
         super().close()
+
+
+_router: LogRouter | None = None  # one per process: see LogRouter
 
 
 @dataclass(frozen=True)
@@ -107,16 +130,20 @@ class Console:
 
 @contextmanager
 def route_output(enabled: bool) -> Iterator[tuple[Console, LogRouter | None]]:
-    """sys.stdout/sys.stderr -> a LogRouter while the run lasts (when `enabled`).
+    """sys.stdout/sys.stderr -> the process' LogRouter while the run lasts (when `enabled`).
 
     Logging handlers that already write to the console (Airflow imported earlier in this
     process) are pointed at the router too, and back afterwards.
     """
+    global _router
     console = Console(sys.stdout, sys.stderr)
     if not enabled:
+        if _router is not None:
+            _router.pass_through(console.out)
         yield console, None
         return
-    router = LogRouter()
+    router = _router = _router or LogRouter()
+    router.start()
     consoles = {id(s) for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)}
     moved = [(h, h.stream) for h in _stream_handlers() if id(h.stream) in consoles]
     for handler, _ in moved:

@@ -75,3 +75,28 @@ def test_each_task_logs_to_its_own_file_and_its_failure_is_kept(tmp_path, monkey
     assert "between tasks" in (tmp_path / RUN_LOG).read_text()
     assert [(f.task_id, f.state, f.error) for f in failures] == [("bad", "failed", "boom")]
     assert seen == failures
+
+
+def test_a_handler_made_during_one_run_logs_into_the_next_runs_log_or_verbose_console(
+    tmp_path, capsys
+):
+    """Airflow configures its handlers once, during the first run of a process (tests, a
+    caller running several configs): later runs still get their output."""
+    logger = logging.getLogger("jobforge.test.runs")
+    logger.propagate = False
+    try:
+        with route_output(enabled=True) as (_, router):
+            router.open_run_log(tmp_path / "one.log")
+            logger.addHandler(logging.StreamHandler(sys.stdout))  # holds the router
+            logger.warning("first")
+        with route_output(enabled=True) as (_, router):
+            router.open_run_log(tmp_path / "two.log")
+            logger.warning("second")
+        with route_output(enabled=False):
+            logger.warning("verbose")
+    finally:
+        logger.handlers.clear()
+        logger.propagate = True
+    assert (tmp_path / "one.log").read_text() == "first\n"
+    assert (tmp_path / "two.log").read_text() == "second\n"
+    assert capsys.readouterr().out == "verbose\n"
