@@ -24,7 +24,7 @@ from airflow_jobforge.operators.base import (
     job_info,
     with_infra_retries,
 )
-from airflow_jobforge.slurm.client import StatusTracker, SubmittedJob
+from airflow_jobforge.slurm.client import GRACE_S, StatusTracker, SubmittedJob
 from airflow_jobforge.slurm.states import JobStatus, Outcome
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
 
@@ -42,7 +42,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         deferrable: bool = True,
         poll_interval: float = 2.0,
         max_poll_interval: float = 10.0,
-        grace_s: float = 300.0,
+        grace_s: float = GRACE_S,
         max_resubmits: int = 2,
         **kwargs: Any,
     ) -> None:

@@ -187,7 +187,8 @@ def status_steps(
                     status = unknown_status(
                         job_id,
                         f"sacct says {status.state} but the controller no longer knows the job "
-                        "(accounting lag?)",
+                        "(accounting lag, or lost in a controller restart)",
+                        source="sacct",
                     )
                 statuses[job_id] = status
     for job_id in ids:
@@ -223,15 +224,20 @@ def read_results_steps(output_dir: str) -> Steps[dict[str, ResultRecord]]:
 
 
 # --- grace for jobs nobody knows ---------------------------------------------------------------
+GRACE_S = 120.0
 @dataclass
 class StatusTracker:
-    """Turns UNKNOWN into FAILED once a job has been unknown for longer than `grace_s`.
+    """Decides a job that stays UNKNOWN for longer than `grace_s`; never lets it count as
+    success.
 
-    Covers the gap between sbatch and the controller listing a job, and sacct lag; never
-    lets an unknown job count as success.
+    The grace covers the gap between sbatch and the controller listing a job, and sacct lag.
+    After it, a job that accounting saw pending or running but that the controller no longer
+    knows, and that wrote no exit file, was lost by the controller (a slurmctld killed before
+    it saved its state purges such jobs on restart): RETRYABLE, so the wait task resubmits the
+    batch. A job no source knows at all is FAILED.
     """
 
-    grace_s: float = 300.0
+    grace_s: float = GRACE_S
     clock: Callable[[], float] = time.monotonic
     _first_unknown: dict[str, float] = field(default_factory=dict)
 
@@ -245,10 +251,11 @@ class StatusTracker:
                 continue
             first = self._first_unknown.setdefault(job_id, now)
             if now - first >= self.grace_s:
+                lost = status.source == "sacct"
                 status = JobStatus(
                     job_id=job_id,
-                    state=status.state,
-                    outcome=Outcome.FAILED,
+                    state="LOST" if lost else status.state,
+                    outcome=Outcome.RETRYABLE if lost else Outcome.FAILED,
                     reason=f"SLURM job {job_id} unknown for {now - first:.0f}s: {status.reason}",
                     source="tracker",
                 )

@@ -126,5 +126,7 @@ def parse_exit_text(job_id: str, text: str) -> JobStatus | None:
     )
 
 
-def unknown_status(job_id: str, reason: str) -> JobStatus:
-    return JobStatus(job_id=job_id, state="UNKNOWN", outcome=Outcome.UNKNOWN, reason=reason)
+def unknown_status(job_id: str, reason: str, source: str = "none") -> JobStatus:
+    return JobStatus(
+        job_id=job_id, state="UNKNOWN", outcome=Outcome.UNKNOWN, reason=reason, source=source
+    )

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_jobforge.slurm.client import StatusTracker
+from airflow_jobforge.slurm.client import GRACE_S, StatusTracker
 from airflow_jobforge.slurm.states import JobStatus
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class SharedPoller:
         client: Any,
         min_interval: float = 2.0,
         max_interval: float = 10.0,
-        grace_s: float = 300.0,
+        grace_s: float = GRACE_S,
         probe_interval: float | None = None,
     ) -> None:
         self.client = client

@@ -10,6 +10,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
+from airflow_jobforge.slurm.client import GRACE_S
 from airflow_jobforge.triggers.poller import SharedPoller
 
 # Exit files are looked for this often where they are visible (no SSH); see poller.py.
@@ -24,7 +25,7 @@ class SlurmJobTrigger(BaseTrigger):
         cluster: dict[str, Any],
         poll_interval: float = 2.0,
         max_poll_interval: float = 10.0,
-        grace_s: float = 300.0,
+        grace_s: float = GRACE_S,
         echo: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()

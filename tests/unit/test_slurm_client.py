@@ -138,6 +138,22 @@ def test_unknown_becomes_failed_after_the_grace_period_never_success():
     assert failed.outcome is Outcome.FAILED and "unknown for 61s" in failed.reason
 
 
+def test_a_job_the_controller_lost_in_a_restart_is_retryable_after_the_grace_period():
+    """Recorded after `kill -9 slurmctld` a second after sbatch: the restarted controller
+    purged the unsaved job ("Purged files for defunct batch JobId=290"), sacct still says
+    PENDING, squeue knows no such id, and no exit file was written."""
+    now = [0.0]
+    tracker = StatusTracker(grace_s=60, clock=lambda: now[0])
+    invalid = (1, "", rec("squeue_invalid_single.err"))
+    pending = (0, rec("sacct_lost_pending.txt"), "")
+    c, _, _ = client({"squeue": [invalid] * 2, "sacct": [pending] * 2})
+    assert tracker.resolve(c.status(["290"]))["290"].outcome is Outcome.UNKNOWN
+    now[0] = 61
+    lost = tracker.resolve(c.status(["290"]))["290"]
+    assert lost.outcome is Outcome.RETRYABLE and lost.state == "LOST"
+    assert "sacct says PENDING" in lost.reason
+
+
 def test_transient_controller_errors_are_retried_with_backoff():
     c, t, sleeps = client(
         {
