@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_jobforge.config.models import ContainerParams, SlurmParams
+from airflow_jobforge.errors import JobForgeError, SlurmError
 from airflow_jobforge.execution import (
     apply_overrides,
     drop_unselected_blockers,
@@ -25,7 +26,7 @@ from airflow_jobforge.operators.base import (
     run_output_dir,
     with_infra_retries,
 )
-from airflow_jobforge.slurm.client import SubmittedJob
+from airflow_jobforge.slurm.client import SubmittedJob, is_rejection
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.states import Outcome
 
@@ -74,10 +75,13 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
         settings = self.settings
         slurm = SlurmParams.model_validate(self.slurm)
         defaults = {"partition": settings.partition, "account": settings.account}
-        slurm = apply_overrides(
-            slurm, {k: v for k, v in defaults.items() if getattr(slurm, k) is None}
-        )
-        slurm = apply_overrides(slurm, params)
+        try:
+            slurm = apply_overrides(
+                slurm, {k: v for k, v in defaults.items() if getattr(slurm, k) is None}
+            )
+            slurm = apply_overrides(slurm, params)
+        except JobForgeError as exc:  # a bad param stays bad: fail, do not retry
+            raise AirflowFailException(str(exc)) from exc
         return SubmitRequest(
             tag=submit_tag(context_run_key(context), spec.batch, context["ti"].try_number),
             batch=spec,
@@ -97,6 +101,12 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
             if job is None:
                 job = client.submit(request, adopt=False)
             self._job = job
+        except SlurmError as exc:
+            if is_rejection(exc):  # an invalid partition stays invalid: fail, do not retry
+                raise AirflowFailException(
+                    f"SLURM rejected batch {request.batch.batch}: {exc}"
+                ) from exc
+            raise
         finally:
             client.close()
         verb = "adopted" if job.adopted else "submitted"

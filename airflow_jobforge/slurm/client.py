@@ -97,6 +97,18 @@ class Accounting:
 Steps = Generator[Command, CommandResult, T]
 
 
+def is_rejection(exc: BaseException) -> bool:
+    """A SLURM command ran and refused (invalid partition, account, QOS, limits): retrying
+    cannot help, unlike a transport failure or a transient controller error."""
+    text = str(exc).lower()
+    return (
+        isinstance(exc, SlurmError)
+        and not isinstance(exc, TransportError)
+        and "giving up after repeated transient" not in text
+        and not any(marker in text for marker in TRANSIENT_MARKERS)
+    )
+
+
 def is_transient(result: CommandResult) -> bool:
     text = result.stderr.lower()
     return result.returncode != 0 and any(marker in text for marker in TRANSIENT_MARKERS)

@@ -263,3 +263,16 @@ def test_result_records_are_read_through_the_transport_newest_first():
     records = c.read_results("/o/run 1")
     assert t.calls[0][-1] == "/o/run 1", "the directory is an argument, not part of the script"
     assert records["a"].succeeded and records["b"].status == "canceled" and "c" not in records
+
+
+def test_a_refusal_is_a_rejection_but_transport_and_transient_errors_are_not():
+    from airflow_jobforge.errors import SlurmError
+    from airflow_jobforge.slurm.client import is_rejection
+    from airflow_jobforge.slurm.transport import TransportError
+
+    refused = "sbatch failed with exit code 1: sbatch: error: invalid partition specified: x"
+    assert is_rejection(SlurmError(refused))
+    assert not is_rejection(SlurmError("sbatch failed: Unable to contact slurm controller"))
+    assert not is_rejection(SlurmError("giving up after repeated transient SLURM errors"))
+    assert not is_rejection(TransportError("ssh: connection lost"))
+    assert not is_rejection(OSError("no route"))
