@@ -18,28 +18,16 @@ import pytest
 
 from .browser import Browser, chromium
 from .runs import run_dag
-from .workload import SHARED, workload  # noqa: F401
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slurm]
 
 DAG = "jobforge_deploy_pipeline"
-FLAG = SHARED / "flags" / "cli-sim3"  # sim_3 fails while this is absent (workload.pipeline)
 
 
 @pytest.fixture(scope="module")
-def ui_run(deployment, workload) -> Iterator[tuple[str, dict[str, str | None]]]:  # noqa: F811
-    """A run of its own in which sim_3 fails: the flag sim_3 leaves on its first failure is
-    taken away for this run and put back as it was after it, so other modules' runs of the
-    pipeline see what they would have seen without this one."""
-    had_flag = FLAG.exists()
-    FLAG.unlink(missing_ok=True)
-    try:
-        run_id, state = run_dag(deployment, DAG)
-    finally:
-        if had_flag:
-            FLAG.touch()
-        else:
-            FLAG.unlink(missing_ok=True)
+def ui_run(deployment, workload) -> Iterator[tuple[str, dict[str, str | None]]]:
+    """A run of its own, in which sim_3 fails (on its first run in every DAG run)."""
+    run_id, state = run_dag(deployment, DAG)
     states = deployment.task_states(DAG, run_id)
     assert state == "failed", f"sim_3 fails in this run, so the run does: {states}"
     assert states["short.job_sim_3"] == "failed" and states["short.job_sim_1"] == "success"
