@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= .jobforge/demo
 
-.PHONY: venv demo test unit cluster bench clean
+.PHONY: venv demo test unit cluster deployment bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,postgres]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -29,7 +29,14 @@ cluster:
 	@if [ "$$(id -u)" = 0 ]; then scripts/slurm/start.sh; \
 	else echo "not root: SLURM cluster not started, integration tests will skip"; fi
 
-test: venv cluster
+# As root, the real Airflow deployment (PostgreSQL, api-server, scheduler, dag-processor,
+# triggerer) and Debian's headless Chromium for the UI tests (idempotent). It stays up after
+# the tests: scripts/airflow/stop.sh [--all] stops it.
+deployment: venv cluster
+	@if [ "$$(id -u)" = 0 ]; then scripts/browser/install.sh && scripts/airflow/start.sh; \
+	else echo "not root: Airflow deployment not started, deployment tests will skip"; fi
+
+test: venv cluster deployment
 	$(PY) -m ruff check airflow_jobforge tests benchmarks
 	$(PY) -m pytest -q --durations=10
 
