@@ -87,7 +87,10 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             status = client.status(
                 [previous["job_id"]], {previous["job_id"]: previous["exit_file"]}
             )[previous["job_id"]]
-            if status.outcome is not Outcome.RETRYABLE:
+            # A job accounting knows but the controller lost: the previous try waited out the
+            # grace for it (that is why this try runs), so it is gone; resubmit.
+            lost = status.outcome is Outcome.UNKNOWN and status.source == "sacct"
+            if status.outcome is not Outcome.RETRYABLE and not lost:
                 return previous  # still running (adopt it) or a final outcome to report
             if len(resubmits) >= self.max_resubmits:
                 raise AirflowFailException(
