@@ -52,12 +52,9 @@ PYTHON=$(dirname "$AIRFLOW_BIN")/python
 [[ -x $PYTHON ]] || PYTHON=python3
 
 # --- PostgreSQL ----------------------------------------------------------------------------
-if ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q "install ok installed"; then
-  log "installing postgresql"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-fi
+# shellcheck source=../packages.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../packages.sh"
+ensure_packages postgresql
 PG=$(pg_version)
 [[ -n $PG ]] || die "postgresql is installed but /usr/lib/postgresql holds no version"
 pg_lsclusters -h "$PG" main >/dev/null 2>&1 || { log "creating cluster $PG/main"; pg_createcluster "$PG" main >/dev/null; }

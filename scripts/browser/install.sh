@@ -5,14 +5,7 @@
 set -euo pipefail
 log() { printf '[browser-install] %s\n' "$*" >&2; }
 [[ $(id -u) -eq 0 ]] || { log "ERROR: must run as root (apt-get)"; exit 1; }
-missing=()
-for p in chromium chromium-driver; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=../packages.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../packages.sh"
+ensure_packages chromium chromium-driver
 log "$(/usr/bin/chromium --version 2>/dev/null || echo 'chromium: not runnable')"

@@ -34,17 +34,9 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 [[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages and starts daemons)"
 
 # --- packages ------------------------------------------------------------------------------
-PKGS=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server openssh-server)
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=../packages.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../packages.sh"
+ensure_packages slurmctld slurmd slurm-client munge slurmdbd mariadb-server openssh-server
 
 mkdir -p "$STATE_DIR" /etc/slurm /var/log/slurm /var/lib/slurm/slurmctld /var/lib/slurm/slurmd \
   /run/slurm /run/munge /run/mysqld /run/sshd
