@@ -1,0 +1,58 @@
+"""on_kill cancels the job after a user's action, never when a triggerer merely drops a
+trigger that Airflow reassigned (its task instance still waits, deferred)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+from airflow_jobforge.triggers.slurm import SlurmJobTrigger
+
+
+class RecordingClient:
+    def __init__(self) -> None:
+        self.cancelled: list[str] = []
+
+    async def cancel(self, ids: list[str]) -> None:
+        self.cancelled += ids
+
+    async def close(self) -> None:
+        pass
+
+
+def killed(monkeypatch, state: str | Exception | None) -> list[str]:
+    client = RecordingClient()
+    trigger = SlurmJobTrigger("42", None, {"backend": "slurm", "resolved_": True})
+    monkeypatch.setattr(trigger, "_hook", lambda: SimpleNamespace(get_async_client=lambda: client))
+    if state is not None:
+        trigger.task_instance = SimpleNamespace(dag_id="d", task_id="g.wait_0000", run_id="r")
+
+        def states(**query):
+            assert query == {"dag_id": "d", "task_ids": ["g.wait_0000"], "run_ids": ["r"]}
+            if isinstance(state, Exception):
+                raise state
+            return {"r": {"g.wait_0000": state}}
+
+        monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(states))
+    asyncio.run(trigger.on_kill())
+    return client.cancelled
+
+
+@pytest.mark.parametrize("state", ["failed", "success", "scheduled", "up_for_retry"])
+def test_a_user_action_on_the_waiting_task_cancels_its_job(monkeypatch, state):
+    assert killed(monkeypatch, state) == ["42"]
+
+
+def test_a_reassigned_trigger_leaves_the_healthy_job_alone(monkeypatch):
+    assert killed(monkeypatch, "deferred") == []
+
+
+def test_an_unknown_task_state_never_cancels(monkeypatch):
+    assert killed(monkeypatch, ConnectionError("api server away")) == []
+
+
+def test_a_trigger_run_by_hand_cancels_as_before(monkeypatch):
+    assert killed(monkeypatch, None) == ["42"]
