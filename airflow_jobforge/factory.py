@@ -20,7 +20,7 @@ import logging
 import os
 import re
 from collections.abc import MutableMapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,29 @@ def add_job_tasks(
     return add_render_tasks(render_config(config, job_tasks=job_tasks, file=file), **options)
 
 
+@dataclass(frozen=True)
+class _Wiring:
+    """What every task of one rendered config shares."""
+
+    cluster: dict[str, Any]
+    output_dir: str
+    workdir: str | None
+    poll_interval: float
+    deferrable: bool
+    node_failure_retries: int
+
+    @property
+    def common(self) -> dict[str, Any]:
+        return {"cluster": self.cluster, "output_dir": self.output_dir}
+
+
+@dataclass
+class _BatchTasks:
+    submit: Any
+    wait: Any
+    tails: list[Any]  # the batch's last tasks: result tasks, then post-process tasks
+
+
 def add_render_tasks(
     render: Render,
     *,
@@ -100,7 +123,10 @@ def add_render_tasks(
     node_failure_retries: int = 2,
     file: str | None = None,
 ) -> tuple[list[Any], list[Any]]:
-    """Create the tasks of a rendered config; only operator construction happens here."""
+    """Create the tasks of a rendered config; only operator construction happens here.
+
+    Steps: each batch's tasks inside its group's TaskGroup, the edges between batches and
+    between per-job tasks, then the run's ends (summary, setup, teardown)."""
     _check_output_dir(backend, ssh_conn_id, output_dir, file)
     settings = ClusterSettings(
         backend=backend,
@@ -109,106 +135,124 @@ def add_render_tasks(
         python=python,
         pythonpath=pythonpath,
     )
-    cluster = asdict(settings)
-    post = render.post
-
-    common = {"cluster": cluster, "output_dir": output_dir}
-    setup = teardown = None
+    wiring = _Wiring(
+        asdict(settings), output_dir, workdir, poll_interval, deferrable, node_failure_retries
+    )
+    setup = None
     if render.setup_command:
         setup = JobForgeCommandOperator(
-            task_id="setup", command=render.setup_command, cluster=cluster
+            task_id="setup", command=render.setup_command, cluster=wiring.cluster
         ).as_setup()
-    first: list[Any] = []
-    last: list[Any] = []
-    waits: dict[str, Any] = {}
-    submits: dict[str, Any] = {}
-    job_task: dict[str, Any] = {}
     groups: dict[str, _TaskGroup] = {}
+    built: dict[str, _BatchTasks] = {}
+    job_task: dict[str, Any] = {}
     for batch in render.batches:
         group = groups.get(batch.group)
         if group is None:
             group = groups[batch.group] = TaskGroup(group_id=batch.group)
-        index = batch.index
         with group:
-            submit = SlurmSubmitOperator(
-                task_id=f"submit_{index}",
-                batch=batch.spec,
-                slurm=batch.slurm,
-                container=batch.container,
-                workdir=workdir,
-                trigger_rule=ALL_DONE if batch.depends_on else "all_success",
-                doc_md=f"Submits batch `{batch.name}`: {len(batch.jobs)} jobs.",
-                **common,
-            )
-            wait = SlurmJobSensor(
-                task_id=f"wait_{index}",
-                submit_task_id=submit.task_id,
-                cluster=cluster,
-                deferrable=deferrable,
-                poll_interval=poll_interval,
-                max_resubmits=node_failure_retries,
-                doc_md=f"Waits for batch `{batch.name}`; resubmits it after NODE_FAIL, "
-                "BOOT_FAIL or PREEMPTED.",
-            )
-            submit >> wait
-            results_common = {
-                "batch": batch.name,
-                "submit_task_id": submit.task_id,
-                "poll_interval": poll_interval,
-                "trigger_rule": ALL_DONE,
-                **common,
-            }
-            if batch.job_docs is not None:
-                tails = []
-                for name, doc in zip(batch.jobs, batch.job_docs, strict=True):
-                    task = JobResultOperator(
-                        task_id=f"job_{name}",
-                        job=name,
-                        doc_md=doc,
-                        **results_common,
-                    )
-                    job_task[name] = task
-                    tails.append(task)
-                wait >> tails
-            else:
-                results = BatchResultOperator(
-                    task_id=f"results_{index}",
-                    jobs=list(batch.jobs),
-                    doc_md=batch.results_doc,
-                    **results_common,
-                )
-                wait >> results
-                tails = [results]
-                for name in batch.jobs:
-                    job_task[name] = results
-            if post is not None:
-                posts = []
-                for name in batch.jobs:
-                    task = JobPostProcessOperator(
-                        task_id=f"post_{name}",
-                        job=name,
-                        module=post["module"],
-                        class_name=post["class_name"],
-                        data=post["data"],
-                        trigger_rule=ALL_DONE,
-                        doc_md=f"Post-process of job `{name}`",
-                        **common,
-                    )
-                    job_task[name] >> task
-                    posts.append(task)
-                tails = tails + posts
-        submits[batch.name] = submit
-        waits[batch.name] = wait
-        if not batch.depends_on:
-            first.append(submit)
-        last.extend(tails)
+            built[batch.name] = _batch_tasks(batch, render.post, wiring, job_task)
+    _wire_dependencies(render, built, job_task)
+    first = [built[b.name].submit for b in render.batches if not b.depends_on]
+    last = [task for tasks in built.values() for task in tasks.tails]
+    return _add_run_ends(render, wiring, setup, first, last)
 
+
+def _batch_tasks(
+    batch: Any, post: dict[str, Any] | None, wiring: _Wiring, job_task: dict[str, Any]
+) -> _BatchTasks:
+    """submit >> wait >> result task(s) [>> post-process tasks]; records in `job_task` which
+    task reports each job."""
+    submit = SlurmSubmitOperator(
+        task_id=f"submit_{batch.index}",
+        batch=batch.spec,
+        slurm=batch.slurm,
+        container=batch.container,
+        workdir=wiring.workdir,
+        trigger_rule=ALL_DONE if batch.depends_on else "all_success",
+        doc_md=f"Submits batch `{batch.name}`: {len(batch.jobs)} jobs.",
+        **wiring.common,
+    )
+    wait = SlurmJobSensor(
+        task_id=f"wait_{batch.index}",
+        submit_task_id=submit.task_id,
+        cluster=wiring.cluster,
+        deferrable=wiring.deferrable,
+        poll_interval=wiring.poll_interval,
+        max_resubmits=wiring.node_failure_retries,
+        doc_md=f"Waits for batch `{batch.name}`; resubmits it after NODE_FAIL, "
+        "BOOT_FAIL or PREEMPTED.",
+    )
+    submit >> wait
+    tails = _result_tasks(batch, submit, wiring, job_task)
+    wait >> tails
+    if post is not None:
+        tails = tails + _post_tasks(batch, post, wiring, job_task)
+    return _BatchTasks(submit, wait, tails)
+
+
+def _result_tasks(
+    batch: Any, submit: Any, wiring: _Wiring, job_task: dict[str, Any]
+) -> list[Any]:
+    """A `job_<name>` task per job where the render asks for them, else one `results_NNNN`."""
+    common = {
+        "batch": batch.name,
+        "submit_task_id": submit.task_id,
+        "poll_interval": wiring.poll_interval,
+        "trigger_rule": ALL_DONE,
+        **wiring.common,
+    }
+    if batch.job_docs is None:
+        results = BatchResultOperator(
+            task_id=f"results_{batch.index}",
+            jobs=list(batch.jobs),
+            doc_md=batch.results_doc,
+            **common,
+        )
+        job_task.update(dict.fromkeys(batch.jobs, results))
+        return [results]
+    tasks = []
+    for name, doc in zip(batch.jobs, batch.job_docs, strict=True):
+        job_task[name] = JobResultOperator(task_id=f"job_{name}", job=name, doc_md=doc, **common)
+        tasks.append(job_task[name])
+    return tasks
+
+
+def _post_tasks(
+    batch: Any, post: dict[str, Any], wiring: _Wiring, job_task: dict[str, Any]
+) -> list[Any]:
+    posts = []
+    for name in batch.jobs:
+        task = JobPostProcessOperator(
+            task_id=f"post_{name}",
+            job=name,
+            module=post["module"],
+            class_name=post["class_name"],
+            data=post["data"],
+            trigger_rule=ALL_DONE,
+            doc_md=f"Post-process of job `{name}`",
+            **wiring.common,
+        )
+        job_task[name] >> task
+        posts.append(task)
+    return posts
+
+
+def _wire_dependencies(
+    render: Render, built: dict[str, _BatchTasks], job_task: dict[str, Any]
+) -> None:
+    """wait_A >> submit_B for batch dependencies; blocker >> job for per-job result tasks."""
     for batch in render.batches:
         for dep in batch.depends_on:
-            waits[dep] >> submits[batch.name]
+            built[dep].wait >> built[batch.name].submit
     for blocker, name in render.job_edges:
         job_task[blocker] >> job_task[name]
 
+
+def _add_run_ends(
+    render: Render, wiring: _Wiring, setup: Any, first: list[Any], last: list[Any]
+) -> tuple[list[Any], list[Any]]:
+    """The summary after everything, and the config's setup/teardown as Airflow's."""
     summary = RunSummaryOperator(
         task_id="summary",
         jobs=list(render.jobs),
@@ -216,7 +260,7 @@ def add_render_tasks(
         submit_task_id="",
         trigger_rule=ALL_DONE,
         doc_md="Summary of the run: successful, failed, canceled, missing.",
-        **common,
+        **wiring.common,
     )
     last >> summary
     last = [summary]
@@ -227,7 +271,7 @@ def add_render_tasks(
         teardown = JobForgeCommandOperator(
             task_id="teardown",
             command=render.teardown_command,
-            cluster=cluster,
+            cluster=wiring.cluster,
             trigger_rule=ALL_DONE,
         )
         if setup is not None:
