@@ -168,7 +168,10 @@ def _stream_handlers() -> list[logging.StreamHandler[Any]]:
     return [
         h
         for h in handlers
-        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+        if isinstance(h, logging.StreamHandler)
+        and not isinstance(h, logging.FileHandler)
+        # logging's last-resort handler reads sys.stderr each time: rerouted with it already
+        and not isinstance(getattr(type(h), "stream", None), property)
     ]
 
 
