@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -18,6 +19,7 @@ from airflow_jobforge.execution import run_key
 
 from .conftest import REPO
 from .runs import record_lines, records, run_dir, slurm_jobs, submissions_per_batch, wait_states
+from .workload import SLOW_SUBMIT
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slurm, pytest.mark.slow]
 
@@ -36,6 +38,11 @@ def run_through(
     """Trigger the faults DAG, apply `fault(run_id)` mid-run, wait, and check the run ended
     clean. Returns the run id. With `lost_ok`, a batch job the controller lost (accounting
     keeps it PENDING or RUNNING for ever) may have been resubmitted once."""
+    active = {"state": ["queued", "running"]}
+    for run in deployment.get(f"/api/v2/dags/{DAG}/dagRuns", params=active)["dag_runs"]:
+        # what an earlier, failed test left: it would hold this run in the queue
+        path = f"/api/v2/dags/{DAG}/dagRuns/{quote(run['dag_run_id'], safe='')}"
+        deployment.patch(path, json={"state": "failed"})
     run_id = deployment.trigger(DAG)
     fault(run_id)
     state = deployment.wait_run(DAG, run_id, timeout=timeout)
@@ -125,16 +132,20 @@ def kill_tree(pid: int) -> None:
 def test_a_worker_killed_right_after_sbatch_is_retried_and_the_retry_adopts(
     deployment, workload
 ):
-    """The api-server is frozen once the submit task runs: the task gets through sbatch (no
-    API call needed), then hangs pushing its XCom. Then its worker is killed."""
+    """The submit task parses slowly (workload.SLOW_SUBMIT); once it runs, the api-server is
+    frozen: the task gets through sbatch (no API call needed) and hangs pushing its XCom.
+    Then its worker is killed; the scheduler fails the task, and its retry adopts the job."""
     api = deployment.component("api-server")
     task = "g.submit_0000"
 
     def fault(run_id: str) -> None:
         name = f"jf-{run_key(DAG, run_id)}.g-0000.t1"
-        ti = wait_states(deployment, DAG, run_id, lambda s: s.get(task) == "running", 120)
-        assert ti[task] == "running"
-        ti_id = deployment.get(f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/{task}")["id"]
+        path = f"/api/v2/dags/{DAG}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task}"
+        deadline = time.monotonic() + 120
+        while (ti := deployment.get(path))["state"] != "running":
+            assert ti["state"] in (None, "scheduled", "queued"), ti
+            assert time.monotonic() < deadline, f"{task} never ran: {ti}"
+            time.sleep(0.05)
         os.killpg(api.pid, signal.SIGSTOP)  # uvicorn and its workers
         try:
             deadline = time.monotonic() + 60
@@ -144,13 +155,18 @@ def test_a_worker_killed_right_after_sbatch_is_retried_and_the_retry_adopts(
             ).stdout.strip():
                 assert time.monotonic() < deadline, "the submit task never reached sbatch"
                 time.sleep(0.1)
-            worker = worker_of(ti_id)
-            assert worker is not None, "the submit task finished before it could be killed"
+            worker = worker_of(ti["id"])
+            assert worker is not None, "the submit task's worker is gone before the kill"
             kill_tree(worker)
         finally:
             os.killpg(api.pid, signal.SIGCONT)
 
-    run_id = run_through(deployment, fault)
-    tries = deployment.get(f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/{task}")
-    assert tries["try_number"] >= 2, "the killed try failed and was retried"
-    assert "adopted SLURM job" in deployment.task_log(DAG, run_id, task, tries["try_number"])
+    SLOW_SUBMIT.touch()
+    try:
+        run_id = run_through(deployment, fault)
+    finally:
+        SLOW_SUBMIT.unlink(missing_ok=True)
+    path = f"/api/v2/dags/{DAG}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task}"
+    tries = deployment.get(path)["try_number"]
+    assert tries >= 2, "the killed try failed and was retried"
+    assert "adopted SLURM job" in deployment.task_log(DAG, run_id, task, tries)

@@ -25,10 +25,25 @@ DAG_FILE = "jobforge_deployment_tests.py"
 ERRORS_FILE = "jobforge_deployment_errors.py"  # defines no DAG: the broken configs' errors
 FANOUT = 20  # one-job batches waited for at once in the triggerer
 
+SLOW_SUBMIT = SHARED / "slow-submit"  # present: the faults DAG's first submit parses slowly
+
 DAG_FILE_TEXT = '''"""Written by tests/deployment/workload.py: the deployment tests' DAGs."""
+import os
+import time
 from datetime import datetime, timedelta
 
+from airflow.sdk import get_parsing_context
+
 from airflow_jobforge.factory import load_dags
+
+# A slow worker, on request: the fault test that kills a worker right after sbatch freezes
+# the API server while this submit task parses; the task then gets through sbatch (no API
+# call needed) and hangs at its XCom push.
+_context = get_parsing_context()
+if (_context.dag_id, _context.task_id) == ("jobforge_deploy_faults", "g.submit_0000") and (
+    os.path.exists("{slow_submit}")
+):
+    time.sleep(5)
 
 # Faster infrastructure retries than jobforge's defaults, so fault tests end in minutes.
 RETRIES = {{"retry_delay": timedelta(seconds=10), "max_retry_delay": timedelta(seconds=40)}}
@@ -133,7 +148,9 @@ def install(dags_folder: Path) -> Path:
     subprocess.run(["chmod", "1777", str(SHARED), str(SHARED / "out-ssh")], check=True)
     dags_folder.mkdir(parents=True, exist_ok=True)
     (dags_folder / DAG_FILE).write_text(
-        DAG_FILE_TEXT.format(shared=SHARED, python=sys.executable, ssh_conn_id=SSH_CONN_ID)
+        DAG_FILE_TEXT.format(
+            shared=SHARED, python=sys.executable, ssh_conn_id=SSH_CONN_ID, slow_submit=SLOW_SUBMIT
+        )
     )
     (dags_folder / ERRORS_FILE).write_text(ERRORS_FILE_TEXT.format(shared=SHARED))
     return SHARED
