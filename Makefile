@@ -37,7 +37,7 @@ deployment: venv cluster
 	else echo "not root: Airflow deployment not started, deployment tests will skip"; fi
 
 test: venv cluster deployment
-	$(PY) -m ruff check airflow_jobforge tests benchmarks
+	$(PY) -m ruff check airflow_jobforge tests benchmarks scripts
 	$(PY) -m pytest -q --durations=10
 
 unit: venv
