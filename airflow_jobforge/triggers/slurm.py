@@ -15,6 +15,8 @@ from airflow_jobforge.triggers.poller import SharedPoller
 
 # Exit files are looked for this often where they are visible (no SSH); see poller.py.
 EXIT_FILE_PROBE_S = 0.5
+# Shielded kills in flight (a task the loop only references weakly could be collected).
+_killing: set[asyncio.Future[None]] = set()
 
 
 class SlurmJobTrigger(BaseTrigger):
@@ -90,16 +92,31 @@ class SlurmJobTrigger(BaseTrigger):
         Airflow 3.3 also calls on_kill when a triggerer merely drops a trigger that was
         reassigned to another triggerer (its `update_triggers` cancels every running trigger
         it was not asked for, with the user-action message). The job is healthy then and its
-        task instance is still deferred: leave the job alone."""
-        if await self._still_deferred():
-            self.log.info("SLURM job %s: trigger reassigned, not cancelled", self.job_id)
-            return
-        client = self._hook().get_async_client()
+        task instance is still deferred: leave the job alone.
+
+        The triggerer repeats the cancellation of a trigger at every state sync until it has
+        ended, which would cut an on_kill short that takes longer than a sync (20 killed at
+        once, measured: most never reached scancel): the work is shielded and runs to its end.
+        """
+        work = asyncio.ensure_future(self._kill())
+        _killing.add(work)
+        work.add_done_callback(_killing.discard)
+        await asyncio.shield(work)
+
+    async def _kill(self) -> None:
         try:
-            await asyncio.wait_for(client.cancel([self.job_id]), timeout=60)
-            self.log.info("cancelled SLURM job %s", self.job_id)
-        finally:
-            await client.close()
+            if await self._still_deferred():
+                self.log.info("SLURM job %s: trigger reassigned, not cancelled", self.job_id)
+                return
+            client = self._hook().get_async_client()
+            try:
+                await asyncio.wait_for(client.cancel([self.job_id]), timeout=60)
+                self.log.info("cancelled SLURM job %s", self.job_id)
+            finally:
+                await client.close()
+        except Exception:
+            self.log.exception("SLURM job %s: cancelling failed", self.job_id)
+            raise
 
     async def _still_deferred(self) -> bool:
         """Whether the task instance still waits in the deferred state (no user action).

@@ -40,6 +40,7 @@ def test_twenty_deferred_waits_cost_one_job_info_rpc_per_poll(deployment, worklo
         window = 30.0
         time.sleep(window)
         rpcs = sdiag_counts().get("REQUEST_JOB_INFO", 0)
+        print(f"REQUEST_JOB_INFO: {rpcs} in {window:.0f} s with {FANOUT} deferred waits")
         # The shared poller asks at most every 2 s (backing off to 10 s while nothing
         # changes) for all jobs at once; one query per wait would be >= 20 per poll.
         assert 1 <= rpcs <= window / 2 + 1, f"{rpcs} job-info RPCs in {window:.0f}s"

@@ -56,3 +56,30 @@ def test_an_unknown_task_state_never_cancels(monkeypatch):
 
 def test_a_trigger_run_by_hand_cancels_as_before(monkeypatch):
     assert killed(monkeypatch, None) == ["42"]
+
+
+def test_a_kill_cut_short_by_the_triggerers_repeated_cancel_still_cancels_the_job(monkeypatch):
+    """The triggerer cancels a trigger again at every state sync until it ended."""
+    import time
+
+    client = RecordingClient()
+    trigger = SlurmJobTrigger("42", None, {"backend": "slurm", "resolved_": True})
+    monkeypatch.setattr(trigger, "_hook", lambda: SimpleNamespace(get_async_client=lambda: client))
+    trigger.task_instance = SimpleNamespace(dag_id="d", task_id="t", run_id="r")
+
+    def slow_states(**query):
+        time.sleep(0.5)  # the supervisor answers slowly: 20 kills queue up behind each other
+        return {"r": {"t": "failed"}}
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(slow_states))
+
+    async def scenario() -> None:
+        kill = asyncio.ensure_future(trigger.on_kill())
+        await asyncio.sleep(0.1)
+        kill.cancel()  # the next state sync
+        with pytest.raises(asyncio.CancelledError):
+            await kill
+        await asyncio.sleep(1.0)
+
+    asyncio.run(scenario())
+    assert client.cancelled == ["42"]
