@@ -97,8 +97,22 @@ def main() -> None:
         visible[stem] = time.perf_counter() - written
 
     print(f"{'config':<24} {'deployment':>12} {'jobforge run':>14} {'ratio':>7}")
+    try:
+        _compare(client, found, folder, home, visible, args.repeat)
+    finally:
+        client.remove_dag("jobforge_bench.py")  # its DAGs would be parsed by every test run
+
+
+def _compare(
+    client: Deployment,
+    found: dict[str, dict],
+    folder: Path,
+    home: Path,
+    visible: dict[str, float],
+    repeat: int,
+) -> None:
     for stem in found:
-        for _ in range(args.repeat):
+        for _ in range(repeat):
             deployed, state = deployment_run(client, f"jobforge_bench_{stem}")
             embedded, rc = embedded_run(folder / f"{stem}.json", home)
             print(
