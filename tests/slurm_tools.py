@@ -45,3 +45,19 @@ def sacct_jobs(name_prefix: str, since: str = "now-2hours") -> list[AccountedJob
         if name.startswith(name_prefix):
             jobs.append(AccountedJob(job_id, name, state.split()[0], partition))
     return jobs
+
+
+def cancel_jobs(name_prefix: str = "") -> list[str]:
+    """scancel every queued or running job (any user) whose name starts with `name_prefix`:
+    what an earlier failed test or session left would hold the test cluster's CPUs."""
+    out = subprocess.run(
+        ["squeue", "-a", "-h", "-o", "%i|%j"], capture_output=True, text=True, check=True
+    ).stdout
+    ids = [
+        job_id
+        for job_id, _, name in (line.partition("|") for line in out.splitlines())
+        if name.startswith(name_prefix)
+    ]
+    if ids:
+        subprocess.run(["scancel", *ids], capture_output=True, check=False)
+    return ids

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.slurm_tools import sdiag_counts, sdiag_reset
+from airflow_jobforge.execution import run_key
+from tests.slurm_tools import cancel_jobs, sdiag_counts, sdiag_reset
 
 from .runs import records, run_dag, run_dir, slurm_jobs, wait_states
 from .workload import FANOUT
@@ -48,12 +49,15 @@ def test_twenty_deferred_waits_cost_one_job_info_rpc_per_poll(deployment, worklo
         # A user marks the run failed: the deferred waits are killed and cancel their jobs.
         deployment.patch(f"/api/v2/dags/{dag}/dagRuns/{run_id}", json={"state": "failed"})
     deadline = time.monotonic() + 120
-    while True:
-        jobs = slurm_jobs(dag, run_id)
-        if len(jobs) == FANOUT and {j.state for j in jobs} == {"CANCELLED"}:
-            break
-        assert time.monotonic() < deadline, f"not all cancelled: {jobs}"
-        time.sleep(2)
+    try:
+        while True:
+            jobs = slurm_jobs(dag, run_id)
+            if len(jobs) == FANOUT and {j.state for j in jobs} == {"CANCELLED"}:
+                break
+            assert time.monotonic() < deadline, f"not all cancelled: {jobs}"
+            time.sleep(2)
+    finally:
+        cancel_jobs(f"jf-{run_key(dag, run_id)}.")  # 20 jobs of 600 s must not outlive a failure
 
 
 def test_a_scheduled_dag_runs_by_itself(deployment, workload):

@@ -178,8 +178,12 @@ def workload(deployment: Any) -> Path:
     """The workload's DAGs parsed, unpaused (but the scheduled one) and the SSH connection
     in place, on a running cluster."""
     from tests.integration.conftest import start_cluster
+    from tests.slurm_tools import cancel_jobs
 
     slurm_env = start_cluster()
+    left = cancel_jobs()  # the test cluster is the tests': nothing may hold its CPUs
+    if left:
+        print(f"cancelled {len(left)} SLURM jobs left in the queue: {', '.join(left)}")
     shared = install(deployment.dags_folder)
     deployment.request("DELETE", f"/api/v2/connections/{SSH_CONN_ID}", expect=(204, 404))
     deployment.post("/api/v2/connections", json=ssh_connection(slurm_env), expect=(201,))
