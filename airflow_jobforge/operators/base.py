@@ -48,6 +48,41 @@ class ClusterMixin:
         return ClusterSettings(**self.cluster).resolved()
 
 
+def task_key(context: Any) -> tuple[str, str, str] | None:
+    """(dag id, task id, run id) of the running task instance, for `killed_by_user`; None
+    in a hand-made context."""
+    dag, task_id = context.get("dag"), getattr(context.get("ti"), "task_id", None)
+    if dag is None or task_id is None or "run_id" not in context:
+        return None
+    return dag.dag_id, task_id, context["run_id"]
+
+
+def killed_by_user(key: tuple[str, str, str] | None, log: Any) -> bool:
+    """Whether on_kill runs because a user acted on the task (mark failed/success, clear)
+    rather than because its worker is going away (shutdown, a dead executor worker): only
+    then may a healthy SLURM job be cancelled. After a user's action the task instance is no
+    longer `running`. A state that cannot be read counts as no user action: cancelling a
+    healthy batch costs more than leaving one the user wanted gone (the wait's kill still
+    cancels it). No key (on_kill called by hand) counts as a user's kill."""
+    if key is None:
+        return True
+    dag_id, task_id, run_id = key
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = RuntimeTaskInstance.get_task_states(
+            dag_id=dag_id, task_ids=[task_id], run_ids=[run_id]
+        )
+    except Exception as exc:
+        log.warning("task state unknown (%s): its SLURM job is not cancelled", exc)
+        return False
+    state = states.get(run_id, {}).get(task_id)
+    if str(state) == "running":
+        log.info("terminated by its worker, not by a user: its SLURM job is not cancelled")
+        return False
+    return True
+
+
 def context_attempt(context: Any, retries: int | None) -> Attempt:
     ti = context["ti"]
     return attempt(ti.try_number, getattr(ti, "max_tries", None), retries or 0)

@@ -23,7 +23,9 @@ from airflow_jobforge.operators.base import (
     context_attempt,
     context_run_key,
     job_info,
+    killed_by_user,
     run_output_dir,
+    task_key,
     with_infra_retries,
 )
 from airflow_jobforge.slurm.client import SubmittedJob, is_rejection
@@ -62,6 +64,7 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
         self.container = container
         self.workdir = workdir
         self._client: Any = None
+        self._task_key: tuple[str, str, str] | None = None
         self._job: SubmittedJob | None = None
 
     def build_request(self, context: Any) -> SubmitRequest:
@@ -94,6 +97,7 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
         )
 
     def execute(self, context: Any) -> dict[str, Any]:
+        self._task_key = task_key(context)
         request = self.build_request(context)
         self._client = client = self.hook.get_client()
         try:
@@ -142,7 +146,9 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
         return None
 
     def on_kill(self) -> None:
-        if self._job is not None:
+        """A user killed the task right after sbatch: cancel that job (never on a worker's
+        shutdown: the retry adopts the job)."""
+        if self._job is not None and killed_by_user(self._task_key, self.log):
             client = self.hook.get_client()
             try:
                 client.cancel([self._job.job_id])

@@ -22,6 +22,8 @@ from airflow_jobforge.operators.base import (
     context_attempt,
     context_run_key,
     job_info,
+    killed_by_user,
+    task_key,
     with_infra_retries,
 )
 from airflow_jobforge.slurm.client import GRACE_S, StatusTracker, SubmittedJob
@@ -57,6 +59,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         self.grace_s = grace_s
         self._job: dict[str, Any] | None = None
         self._tracker: StatusTracker | None = None
+        self._task_key: tuple[str, str, str] | None = None
 
     # --- which job ---------------------------------------------------------------------------
     def _current_job(self, context: Any) -> dict[str, Any]:
@@ -113,6 +116,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
 
     # --- waiting -----------------------------------------------------------------------------
     def execute(self, context: Any) -> Any:
+        self._task_key = task_key(context)
         self._job = job = self._current_job(context)
         self.log.info("waiting for SLURM job %s (stdout %s)", job["job_id"], job["stdout"])
         if not self.deferrable:
@@ -173,8 +177,9 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         raise AirflowFailException(f"{summary}: not retried")
 
     def on_kill(self) -> None:
-        """Poke mode: the task is killed while waiting; deferred waits cancel in the trigger."""
-        if self._job is not None:
+        """Poke mode: a user killed the task while it waits (deferred waits cancel in the
+        trigger); a worker's shutdown leaves the job to the next try."""
+        if self._job is not None and killed_by_user(self._task_key, self.log):
             client = self.hook.get_client()
             try:
                 client.cancel([self._job["job_id"]])

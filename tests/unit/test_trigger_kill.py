@@ -83,3 +83,33 @@ def test_a_kill_cut_short_by_the_triggerers_repeated_cancel_still_cancels_the_jo
 
     asyncio.run(scenario())
     assert client.cancelled == ["42"]
+
+
+@pytest.mark.parametrize(
+    ("state", "cancels"), [("running", False), ("failed", True), ("restarting", True)]
+)
+def test_a_poking_wait_cancels_on_a_users_kill_only_not_on_its_workers_shutdown(
+    monkeypatch, state, cancels
+):
+    """Seen in the deployment: a worker's executor terminated its tasks, and the submit
+    task's on_kill cancelled the batch it had just submitted (its retry then adopted a
+    CANCELLED job)."""
+    from airflow_jobforge.sensors.slurm import SlurmJobSensor
+
+    cancelled: list[list[str]] = []
+    client = SimpleNamespace(cancel=cancelled.append, close=lambda: None)
+    sensor = SlurmJobSensor(
+        task_id="wait", submit_task_id="submit", cluster={"backend": "slurm"}, deferrable=False
+    )
+    monkeypatch.setattr(
+        SlurmJobSensor, "hook", property(lambda self: SimpleNamespace(get_client=lambda: client))
+    )
+    sensor._job = {"job_id": "42"}
+    sensor._task_key = ("d", "g.wait_0000", "r")
+
+    def states(**query):
+        return {"r": {"g.wait_0000": state}}
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(states))
+    sensor.on_kill()
+    assert cancelled == ([["42"]] if cancels else [])
