@@ -93,6 +93,10 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             # A job accounting knows but the controller lost: the previous try waited out the
             # grace for it (that is why this try runs), so it is gone; resubmit.
             lost = status.outcome is Outcome.UNKNOWN and status.source == "sacct"
+            if not lost and status.source != "exit_file":
+                # A controller that lost its state hands the lost ids out again: the id
+                # must still carry our job's name (its tag), else ours is gone.
+                lost = client.find(previous["job_name"].removeprefix("jf-")) != previous["job_id"]
             if status.outcome is not Outcome.RETRYABLE and not lost:
                 return previous  # still running (adopt it) or a final outcome to report
             if len(resubmits) >= self.max_resubmits:
