@@ -24,10 +24,11 @@ from airflow_jobforge.operators.base import (
     run_output_dir,
     with_infra_retries,
 )
-from airflow_jobforge.results import ResultRecord, summarize
+from airflow_jobforge.results import ResultRecord, job_state, summarize
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
 
 TAIL_LINES = 30
+NOT_SUCCESSFUL = ("failed", "missing")  # canceled jobs are skipped tasks, not red ones
 MAX_TAILS = 5
 
 
@@ -169,11 +170,7 @@ class BatchResultOperator(_ResultBase):
             for name in names:
                 record = records.get(name)
                 lines.append(describe(name, record))
-                if (
-                    record is None
-                    or record.status == "missing"
-                    or (record.status == "finished" and record.return_code != 0)
-                ):
+                if job_state(record) in NOT_SUCCESSFUL:
                     bad.append(name)
             self.log.info("batch %s, %d jobs:\n%s", self.batch, len(names), "\n".join(lines))
             for name in bad[:MAX_TAILS]:
@@ -220,13 +217,7 @@ class RunSummaryOperator(_ResultBase):
         records = self._records(context)
         summary = summarize((records[n] for n in names if n in records), names)
         self.log.info("%s (output: %s)", summary, run_output_dir(self.output_dir, context))
-        bad = [
-            n
-            for n in names
-            if n not in records
-            or records[n].status == "missing"
-            or (records[n].status == "finished" and records[n].return_code != 0)
-        ]
+        bad = [n for n in names if job_state(records.get(n)) in NOT_SUCCESSFUL]
         red = self._red_tasks(context)
         if bad or red:
             problems = [f"not successful: {', '.join(bad[:20])}"] if bad else []
