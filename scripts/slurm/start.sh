@@ -47,15 +47,40 @@ MEM_MB=$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo)
 REAL_MEM=$((MEM_MB * 80 / 100))
 # Without DefMemPerCPU each job takes the node's whole memory and jobs run one at a time.
 DEF_MEM_PER_CPU=$((REAL_MEM / CPUS / 4))
+# Memory is enforced per job with cgroup v1 (this machine kind mounts it writable): a job
+# over its --mem is killed by the kernel's OOM killer inside its cgroup, the batch goes on and
+# SLURM reports OUT_OF_MEMORY, as on production clusters. Without a writable memory cgroup
+# nothing is enforced and SLURM never says OUT_OF_MEMORY.
+CGROUP_MEM=/sys/fs/cgroup/memory
+if [[ -w $CGROUP_MEM ]] && mkdir "$CGROUP_MEM/jobforge-probe.$$" 2>/dev/null; then
+  rmdir "$CGROUP_MEM/jobforge-probe.$$"
+  TASK_PLUGIN=task/cgroup
+  GATHER=jobacct_gather/cgroup
+else
+  log "WARNING: no writable memory cgroup ($CGROUP_MEM): memory limits are not enforced"
+  TASK_PLUGIN=task/none
+  GATHER=jobacct_gather/linux
+fi
 if ((ACCOUNTING)); then
+  # Sampled every second, so that MaxRSS and TotalCPU exist for short test jobs too.
   ACCT_LINES="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoreFlags=job_comment
-JobAcctGatherType=jobacct_gather/linux"
+JobAcctGatherType=$GATHER
+JobAcctGatherFrequency=task=1"
 else
   ACCT_LINES="AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none"
 fi
+new_cgroup_conf=$(cat <<CONF
+# Written by airflow-jobforge scripts/slurm/start.sh
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=yes
+AllowedSwapSpace=0
+CONF
+)
 new_conf=$(cat <<CONF
 # Written by airflow-jobforge scripts/slurm/start.sh
 ClusterName=$CLUSTER
@@ -64,7 +89,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=$TASK_PLUGIN
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=$DEF_MEM_PER_CPU
@@ -92,6 +117,10 @@ CONF
 conf_changed=0
 if [[ ! -f /etc/slurm/slurm.conf ]] || [[ "$(cat /etc/slurm/slurm.conf)" != "$new_conf" ]]; then
   printf '%s\n' "$new_conf" > /etc/slurm/slurm.conf
+  conf_changed=1
+fi
+if [[ ! -f /etc/slurm/cgroup.conf ]] || [[ "$(cat /etc/slurm/cgroup.conf)" != "$new_cgroup_conf" ]]; then
+  printf '%s\n' "$new_cgroup_conf" > /etc/slurm/cgroup.conf
   conf_changed=1
 fi
 
