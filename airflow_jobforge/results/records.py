@@ -24,6 +24,10 @@ EXIT_OUTPUT_UNWRITABLE = 74
 NOT_WRITABLE = "output dir not writable"
 
 
+# Written even when None: readers of older versions expect them.
+_ALWAYS = frozenset({"return_code", "start", "hpc_job_id", "reason"})
+
+
 @dataclass(frozen=True)
 class ResultRecord:
     """How a job ended. `finished` ran (success iff return_code 0); `canceled` never ran;
@@ -38,13 +42,21 @@ class ResultRecord:
     batch: str
     hpc_job_id: str | None = None
     reason: str | None = None
+    # Where and with what it ran (the node runner's wait4 rusage of the job's process tree):
+    # known for jobs that ran; None for canceled ones and records written by older runners.
+    host: str | None = None
+    max_rss_bytes: int | None = None
+    cpu_time_s: float | None = None
 
     @property
     def succeeded(self) -> bool:
         return self.status == "finished" and self.return_code == 0
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps(
+            {k: v for k, v in asdict(self).items() if v is not None or k in _ALWAYS},
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_dict(cls, data: dict) -> ResultRecord:
