@@ -166,4 +166,5 @@ def batch_spec(
         num_processes=group.batching.num_processes,
         node_setup_command=config.node_setup_command,
         node_teardown_command=config.node_teardown_command,
+        monitor_interval_s=group.monitor.interval_s,
     )

@@ -125,6 +125,40 @@ class ContainerParams(_Frozen):
         return value
 
 
+class OutOfMemoryRetry(_Frozen):
+    """After OUT_OF_MEMORY: the next attempt asks for `mem_factor` x the memory, capped."""
+
+    mem_factor: float = Field(default=2.0, gt=1)
+    max_mem: Memory | None = Field(default=None, description="Never ask for more than this")
+
+
+class TimeoutRetry(_Frozen):
+    """After TIMEOUT: the next attempt asks for `walltime_factor` x the walltime, capped."""
+
+    walltime_factor: float = Field(default=2.0, gt=1)
+    max_walltime: Walltime | None = Field(default=None, description="Never ask for more")
+
+
+class RetryParams(_Frozen):
+    """Retry a batch that SLURM ended OUT_OF_MEMORY or TIMEOUT with a raised limit: its jobs
+    that did not succeed run again, alone (Nextflow's / Snakemake's attempt-based resources).
+    Off unless set."""
+
+    out_of_memory: OutOfMemoryRetry | None = None
+    timeout: TimeoutRetry | None = None
+    max_attempts: int = Field(
+        default=2, ge=1, description="Attempts of a batch in all, the first one included"
+    )
+
+
+class MonitorParams(_Frozen):
+    """The node runner's resource monitor: per-job and per-node samples as JSON lines."""
+
+    interval_s: float = Field(
+        default=5.0, ge=0, description="Seconds between samples; 0 turns the monitor off"
+    )
+
+
 class SubmissionGroup(_Frozen):
     """A set of jobs sharing SLURM parameters and batching rules."""
 
@@ -132,6 +166,15 @@ class SubmissionGroup(_Frozen):
     slurm: SlurmParams = Field(default_factory=SlurmParams)
     batching: BatchingParams = Field(default_factory=BatchingParams)
     container: ContainerParams | None = None
+    retry: RetryParams | None = None
+    monitor: MonitorParams = Field(default_factory=MonitorParams)
+
+    @model_validator(mode="after")
+    def _retry_needs_limits(self) -> SubmissionGroup:
+        # A factor of an unknown limit (the cluster's DefMemPerCPU) cannot be computed here.
+        if self.retry is not None and self.retry.out_of_memory is not None and not self.slurm.mem:
+            raise ValueError("retry.out_of_memory needs slurm.mem (the memory it multiplies)")
+        return self
 
 
 class JobPostProcessConfig(_Frozen):

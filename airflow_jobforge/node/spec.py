@@ -31,6 +31,8 @@ class BatchSpec:
     node_setup_command: str | None = None
     node_teardown_command: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # The resource monitor's sampling interval; 0 (or an older batch file) means off.
+    monitor_interval_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
