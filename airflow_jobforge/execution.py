@@ -149,3 +149,86 @@ def attempt(try_number: int, max_tries: int | None, retries: int) -> Attempt:
     if max_tries is None or max_tries < 0:  # unknown (a hand-made context): a first series
         return Attempt(try_number, 1)
     return Attempt(try_number, min(try_number, max(1, max_tries - retries + 1)))
+
+
+# --- rerun_of: a run that repeats the jobs an earlier run did not get done -------------------
+RERUN_KINDS = ("failed", "missing", "canceled")
+DEFAULT_RERUN = ("failed", "missing")
+
+
+def rerun_kinds(value: Any) -> tuple[str, ...]:
+    """The `rerun` param: which outcomes of the earlier run run again (validated)."""
+    kinds = tuple(value) if value else DEFAULT_RERUN
+    bad = [k for k in kinds if k not in RERUN_KINDS]
+    if bad:
+        raise JobForgeError(
+            f"invalid DAG run parameter rerun: {bad} (choose from {', '.join(RERUN_KINDS)})"
+        )
+    return kinds
+
+
+def rerun_selection(
+    names: Iterable[str], earlier: Mapping[str, Any], kinds: Sequence[str]
+) -> list[str]:
+    """Names whose outcome in the earlier run (its latest records) is one of `kinds`; a job
+    without a record there counts as missing. `earlier` maps names to ResultRecords."""
+    from airflow_jobforge.results import job_state
+
+    wanted = set(kinds)
+    return [n for n in names if job_state(earlier.get(n)) in wanted]
+
+
+# --- retry with more resources ---------------------------------------------------------------
+_UNITS = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+def memory_mb(value: str) -> float:
+    """A SLURM size ('4G', '500M', '100' = MB) in MB."""
+    unit = value[-1].upper() if value[-1].isalpha() else "M"
+    number = value[:-1] if value[-1].isalpha() else value
+    return float(number) * _UNITS[unit]
+
+
+def format_memory(mb: float) -> str:
+    """MB as the largest exact SLURM unit: 16384 -> '16G', 1536 -> '1536M'."""
+    mb = int(-(-mb // 1))  # round up: never ask for less than computed
+    return f"{mb // 1024}G" if mb % 1024 == 0 else f"{mb}M"
+
+
+def format_walltime(delta: Any) -> str:
+    seconds = int(-(-delta.total_seconds() // 1))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}-{text}" if days else text
+
+
+RESOURCE_STATES = ("OUT_OF_MEMORY", "TIMEOUT")
+
+
+def raised_limits(slurm: SlurmParams, retry: Mapping[str, Any], state: str) -> SlurmParams | None:
+    """The group's next attempt after `state` (OUT_OF_MEMORY / TIMEOUT): `slurm` with memory or
+    walltime multiplied and capped; None when the group does not retry that state or the
+    limit is already at its cap (asking again for the same would fail the same way)."""
+    from airflow_jobforge.config.fields import parse_walltime
+
+    if state == "OUT_OF_MEMORY" and retry.get("out_of_memory") and slurm.mem:
+        rule = retry["out_of_memory"]
+        now = memory_mb(slurm.mem)
+        new = now * float(rule.get("mem_factor") or 2.0)
+        if rule.get("max_mem"):
+            new = min(new, memory_mb(rule["max_mem"]))
+        if new <= now:
+            return None
+        return slurm.model_copy(update={"mem": format_memory(new)})
+    if state == "TIMEOUT" and retry.get("timeout"):
+        rule = retry["timeout"]
+        now = parse_walltime(slurm.walltime)
+        new = now * float(rule.get("walltime_factor") or 2.0)
+        if rule.get("max_walltime"):
+            new = min(new, parse_walltime(rule["max_walltime"]))
+        if new <= now:
+            return None
+        return slurm.model_copy(update={"walltime": format_walltime(new)})
+    return None

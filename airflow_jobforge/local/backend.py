@@ -167,6 +167,22 @@ class LocalClient:
     def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
         return collect_results(output_dir)
 
+    def append_text(self, path: str, text: str) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+    def write_text(self, path: str, text: str) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+
     def close(self) -> None:
         pass
 
@@ -207,6 +223,9 @@ class AsyncLocalClient:
 
     async def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
         return self._sync.read_results(output_dir)
+
+    async def append_text(self, path: str, text: str) -> None:
+        self._sync.append_text(path, text)
 
     async def close(self) -> None:
         pass

@@ -235,6 +235,24 @@ def read_results_steps(output_dir: str) -> Steps[dict[str, ResultRecord]]:
     return latest_records(parse_record_lines(result.check().stdout.splitlines()))
 
 
+# Writes too: the path is an argument, the data comes on stdin.
+_APPEND = 'mkdir -p -- "$(dirname -- "$1")" && cat >> "$1"'
+_WRITE = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1.tmp.$$" && mv -f -- "$1.tmp.$$" "$1"'
+
+
+def append_steps(path: str, text: str) -> Steps[None]:
+    """Append to a file on the cluster (events, records the Airflow side completes). A retry
+    after a lost connection may append twice: readers take duplicates in their stride."""
+    (yield Command(("sh", "-c", _APPEND, "sh", path), input=text)).check()
+    return None
+
+
+def write_steps(path: str, text: str) -> Steps[None]:
+    """Replace a file on the cluster atomically (manifest, report)."""
+    (yield Command(("sh", "-c", _WRITE, "sh", path), input=text)).check()
+    return None
+
+
 # --- grace for jobs nobody knows ---------------------------------------------------------------
 GRACE_S = 120.0
 @dataclass
@@ -360,6 +378,12 @@ class SlurmClient:
     def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
         return self._drive(lambda: read_results_steps(output_dir))
 
+    def append_text(self, path: str, text: str) -> None:
+        self._drive(lambda: append_steps(path, text))
+
+    def write_text(self, path: str, text: str) -> None:
+        self._drive(lambda: write_steps(path, text))
+
     def close(self) -> None:
         self.transport.close()
 
@@ -424,6 +448,9 @@ class AsyncSlurmClient:
 
     async def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
         return await self._drive(lambda: read_results_steps(output_dir))
+
+    async def append_text(self, path: str, text: str) -> None:
+        await self._drive(lambda: append_steps(path, text))
 
     async def close(self) -> None:
         await self.transport.close()
