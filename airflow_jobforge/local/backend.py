@@ -28,10 +28,11 @@ from airflow_jobforge.results import (
     tail_file,
     unwritable_reason,
 )
-from airflow_jobforge.slurm.client import SubmittedJob
+from airflow_jobforge.slurm.client import QueuedJob, SubmittedJob
 from airflow_jobforge.slurm.parse import parse_exit_text
 from airflow_jobforge.slurm.script import (
     FALLBACK_ENV,
+    JOB_NAME_PREFIX,
     SubmitRequest,
     check_tag,
     fallback_exit_file,
@@ -167,6 +168,20 @@ class LocalClient:
     def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
         return collect_results(output_dir)
 
+    def queued(self, prefix: str) -> list[QueuedJob]:
+        """Batches whose job name starts with `prefix` and whose process still lives: the
+        marker files map tags to `local-<pid>` ids."""
+        jobs = []
+        for marker in sorted(self.state_dir.glob("*.json")):
+            name = JOB_NAME_PREFIX + marker.stem
+            if not name.startswith(prefix):
+                continue
+            job_id = self.find(marker.stem)
+            pid = _pid(job_id) if job_id else None
+            if job_id and pid is not None and _alive(pid):
+                jobs.append(QueuedJob(job_id, name, "RUNNING"))
+        return jobs
+
     def append_text(self, path: str, text: str) -> None:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -223,6 +238,9 @@ class AsyncLocalClient:
 
     async def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
         return self._sync.read_results(output_dir)
+
+    async def queued(self, prefix: str) -> list[QueuedJob]:
+        return self._sync.queued(prefix)
 
     async def append_text(self, path: str, text: str) -> None:
         self._sync.append_text(path, text)

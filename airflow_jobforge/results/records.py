@@ -232,27 +232,39 @@ def results_table(
     *,
     no_record_reason: str | None = None,
     stderr_tail: Callable[[str], str] | None = None,
-    max_rows: int = 40,
+    max_rows: int | None = 40,
     max_tails: int = 5,
+    columns: Sequence[tuple[str, Callable[[str], str]]] = (),
 ) -> str:
     """Per job: name, state, return code, exec time, why; failed jobs with their stderr tail.
 
-    Up to `max_rows` jobs every job is listed. A larger run lists only the jobs that did not
-    succeed (at most `max_rows`) and counts the rest: a user of 10,000 jobs needs the failures,
-    not 10,000 lines. `stderr_tail(name)` gives the last lines of a job's stderr.
+    Up to `max_rows` jobs every job is listed (None: always every job). A larger run lists
+    only the jobs that did not succeed (at most `max_rows`) and counts the rest: a user of
+    10,000 jobs needs the failures, not 10,000 lines. `stderr_tail(name)` gives the last lines
+    of a job's stderr. `columns` are more (header, cell of a job name) columns, put before the
+    reason; a column empty in every listed row is left out.
     """
     shown = list(names)
     hidden_ok = 0
-    if len(shown) > max_rows:
+    if max_rows is not None and len(shown) > max_rows:
         bad = [n for n in shown if job_state(records.get(n)) != "ok"]
         hidden_ok = len(shown) - len(bad)
         shown = bad
-    more = max(len(shown) - max_rows, 0)
+    more = max(len(shown) - max_rows, 0) if max_rows is not None else 0
     shown = shown[:max_rows]
     width = min(max([len("job"), *(len(n) for n in shown)]), 40)
-    lines = [f"{'job':<{width}}  {'status':<8}  {'rc':>4}  {'time':>8}  reason"]
+    extra = []
+    for header, cell in columns:
+        cells = [cell(name) for name in shown]
+        if any(cells):
+            extra.append((header, cells, max(len(header), *(len(c) for c in cells))))
+    lines = [
+        f"{'job':<{width}}  {'status':<8}  {'rc':>4}  {'time':>8}  "
+        + "".join(f"{header:<{w}}  " for header, _, w in extra)
+        + "reason"
+    ]
     tails = 0
-    for name in shown:
+    for row, name in enumerate(shown):
         record = records.get(name)
         rc = "" if record is None or record.return_code is None else str(record.return_code)
         took = f"{record.exec_time_s:.2f}s" if record is not None and record.start else ""
@@ -261,7 +273,10 @@ def results_table(
         else:
             why = record.reason or ""
         state = job_state(record)
-        lines.append(f"{name:<{width}}  {state:<8}  {rc:>4}  {took:>8}  {why}".rstrip())
+        more_cells = "".join(f"{cells[row]:<{w}}  " for _, cells, w in extra)
+        lines.append(
+            f"{name:<{width}}  {state:<8}  {rc:>4}  {took:>8}  {more_cells}{why}".rstrip()
+        )
         if state == "failed" and stderr_tail is not None and tails < max_tails:
             tails += 1
             lines.extend(f"{'':<{width}}  | {line}" for line in stderr_tail(name).splitlines())

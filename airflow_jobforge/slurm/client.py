@@ -80,6 +80,15 @@ class SubmittedJob:
         return exit_file_path(self.slurm_dir, self.job_name, self.job_id)
 
 
+@dataclass(frozen=True)
+class QueuedJob:
+    """A job in the queue (pending, running, completing), as `jobforge cancel` finds it."""
+
+    job_id: str
+    job_name: str
+    state: str
+
+
 @dataclass
 class Accounting:
     """Whether sacct works; learnt from its first answer and remembered."""
@@ -218,6 +227,19 @@ def cancel_steps(job_ids: Iterable[str]) -> Steps[None]:
     if result.returncode != 0 and not any(b in result.stderr.lower() for b in benign):
         result.check()
     return None
+
+
+def queued_steps(prefix: str) -> Steps[list[QueuedJob]]:
+    """Our queued jobs whose name starts with `prefix` (`jf-<run key>.`: one run's batches).
+    ONE squeue of the user's jobs, filtered here: squeue's --name wants whole names."""
+    result = yield Command(("squeue", "-h", "--me", "-o", "%i|%j|%T"))
+    jobs = []
+    for line in result.check().stdout.splitlines():
+        job_id, _, rest = line.strip().partition("|")
+        name, _, state = rest.rpartition("|")
+        if job_id and name.startswith(prefix):
+            jobs.append(QueuedJob(job_id, name, state))
+    return jobs
 
 
 def tail_steps(path: str, lines: int) -> Steps[str]:
@@ -375,6 +397,9 @@ class SlurmClient:
     def tail_logs(self, path: str, lines: int = 50) -> str:
         return self._drive(lambda: tail_steps(path, lines))
 
+    def queued(self, prefix: str) -> list[QueuedJob]:
+        return self._drive(lambda: queued_steps(prefix))
+
     def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
         return self._drive(lambda: read_results_steps(output_dir))
 
@@ -445,6 +470,9 @@ class AsyncSlurmClient:
 
     async def tail_logs(self, path: str, lines: int = 50) -> str:
         return await self._drive(lambda: tail_steps(path, lines))
+
+    async def queued(self, prefix: str) -> list[QueuedJob]:
+        return await self._drive(lambda: queued_steps(prefix))
 
     async def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
         return await self._drive(lambda: read_results_steps(output_dir))
