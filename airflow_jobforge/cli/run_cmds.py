@@ -25,7 +25,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.no_airflow:
         config = load_config(args.config_file)
         output = Path(args.output or "output")
-        summary = run_locally(config, output)
+        summary = run_locally(config, output, config_file=args.config_file)
         print(
             results_table(
                 [job.name for job in config.jobs],

@@ -23,6 +23,7 @@ from airflow_jobforge.results import (
     summarize,
     unwritable_reason,
 )
+from airflow_jobforge.results.rundir import RunManifest, write_manifest
 
 BATCHES_DIR = "batches"
 
@@ -38,11 +39,23 @@ def run_locally(
     config: JobConfiguration,
     output_dir: str | os.PathLike[str],
     progress: Callable[[str], None] = print,
+    config_file: str | os.PathLike[str] | None = None,
 ) -> Summary:
-    """Setup command, every batch in plan order (a valid topological order), teardown."""
+    """Setup command, every batch in plan order (a valid topological order), teardown.
+
+    The run manifest comes first, so `jobforge results show` counts the jobs of batches that
+    never ran, and `results resubmit` finds `config_file`."""
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     plan = plan_batches(config)
+    manifest = RunManifest(
+        jobs={job.name: plan.batch_of[job.name] for job in config.jobs},
+        config_file=str(Path(config_file).resolve()) if config_file is not None else None,
+    )
+    try:
+        write_manifest(output_dir, manifest)
+    except OSError as exc:  # a full output dir: the batches say so, job by job
+        progress(f"cannot write the run manifest: {exc}")
     if config.setup_command:
         subprocess.run(["bash", "-c", config.setup_command], check=True)
     by_name = config.jobs_by_name()
