@@ -7,7 +7,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -59,14 +59,15 @@ def restrict_batch(spec: BatchSpec, keep: Iterable[str], batch: str | None = Non
     return replace(spec, batch=batch or spec.batch, jobs=jobs)
 
 
-def drop_unselected_blockers(spec: BatchSpec, patterns: Sequence[str] | None) -> BatchSpec:
-    """Blockers in other batches that the run's selection leaves out count as done."""
-    if not patterns:
+def drop_unselected_blockers(
+    spec: BatchSpec, choose: Callable[[Sequence[str]], list[str]] | Sequence[str] | None
+) -> BatchSpec:
+    """Blockers in other batches that the run's selection leaves out count as done.
+    `choose` is a `Selection` (or glob patterns): it keeps the names this run runs."""
+    if not choose:
         return spec
-    jobs = tuple(
-        replace(j, external_blockers=tuple(selected(j.external_blockers, patterns)))
-        for j in spec.jobs
-    )
+    keep = choose if callable(choose) else (lambda names: selected(names, choose))
+    jobs = tuple(replace(j, external_blockers=tuple(keep(j.external_blockers))) for j in spec.jobs)
     return replace(spec, jobs=jobs)
 
 
@@ -165,6 +166,25 @@ def rerun_kinds(value: Any) -> tuple[str, ...]:
             f"invalid DAG run parameter rerun: {bad} (choose from {', '.join(RERUN_KINDS)})"
         )
     return kinds
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which jobs one DAG run runs: the `jobs` param's globs and, with `rerun_of`, only the
+    jobs whose outcome in that earlier run (`earlier`: its latest records) is in `kinds`."""
+
+    patterns: tuple[str, ...] = ()
+    earlier: Mapping[str, Any] | None = None
+    kinds: tuple[str, ...] = DEFAULT_RERUN
+
+    def __call__(self, names: Iterable[str]) -> list[str]:
+        chosen = selected(names, self.patterns)
+        if self.earlier is None:
+            return chosen
+        return rerun_selection(chosen, self.earlier, self.kinds)
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns) or self.earlier is not None
 
 
 def rerun_selection(

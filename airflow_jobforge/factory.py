@@ -67,6 +67,17 @@ def dag_params() -> dict[str, Param]:
         "account": Param(None, type=text, description="Override every group's account"),
         "qos": Param(None, type=text, description="Override every group's qos"),
         "walltime": Param(None, type=text, description="Override every group's walltime"),
+        "rerun_of": Param(
+            None,
+            type=text,
+            description="Run id of an earlier run: run only its jobs that did not succeed",
+        ),
+        "rerun": Param(
+            ["failed", "missing"],
+            type="array",
+            items={"type": "string", "enum": ["failed", "missing", "canceled"]},
+            description="With rerun_of: which outcomes of that run run again",
+        ),
     }
 
 
@@ -180,6 +191,7 @@ def _batch_tasks(
         deferrable=wiring.deferrable,
         poll_interval=wiring.poll_interval,
         max_resubmits=wiring.node_failure_retries,
+        retry=batch.retry,
         doc_md=f"Waits for batch `{batch.name}`; resubmits it after NODE_FAIL, "
         "BOOT_FAIL or PREEMPTED.",
     )
@@ -255,7 +267,8 @@ def _add_run_ends(
     """The summary after everything, and the config's setup/teardown as Airflow's."""
     summary = RunSummaryOperator(
         task_id="summary",
-        jobs=list(render.jobs),
+        batches={b.name: list(b.jobs) for b in render.batches},
+        config_file=render.config_file,
         batch="all",
         submit_task_id="",
         trigger_rule=ALL_DONE,

@@ -12,6 +12,7 @@ Imports no Airflow, so it is tested (and cached) without it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,8 @@ class BatchRender:
     spec: dict[str, Any]
     slurm: dict[str, Any]
     container: dict[str, Any] | None
+    retry: dict[str, Any] | None
+    """The group's retry-with-more-resources rule, if any."""
     job_docs: tuple[str, ...] | None
     """One doc per job when the batch reports per job (`job_<name>` tasks), else None."""
     results_doc: str | None
@@ -52,6 +55,8 @@ class Render:
     teardown_command: str | None
     post: dict[str, Any] | None
     """`module`, `class_name` and `data` of the post-process class, if any."""
+    config_file: str | None = None
+    """The file the config came from: the run manifest names it for `results resubmit`."""
 
 
 def job_doc(name: str, group: str | None, blocked_by: tuple[str, ...], command: str) -> str:
@@ -92,6 +97,7 @@ def render_config(
                 spec=batch_spec(config, plan, batch, jobs).to_dict(),
                 slurm=group.slurm.model_dump(mode="json"),
                 container=group.container.model_dump(mode="json") if group.container else None,
+                retry=group.retry.model_dump(mode="json") if group.retry else None,
                 job_docs=tuple(
                     job_doc(n, jobs[n].submission_group, jobs[n].blocked_by, jobs[n].command)
                     for n in batch.jobs
@@ -117,6 +123,7 @@ def render_config(
         post={"module": post.module, "class_name": post.class_name, "data": post.data}
         if post is not None
         else None,
+        config_file=os.path.abspath(file) if file else None,
     )
 
 

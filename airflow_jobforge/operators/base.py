@@ -5,8 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow_jobforge.execution import Attempt, attempt, run_key, safe_run_id
+from airflow_jobforge.errors import JobForgeError
+from airflow_jobforge.execution import (
+    Attempt,
+    Selection,
+    attempt,
+    rerun_kinds,
+    run_key,
+    safe_run_id,
+)
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
+from airflow_jobforge.results.events import Event, event_text, events_file
 
 # Infrastructure errors (API server, SSH or the SLURM controller unreachable) are retried
 # with exponential backoff for ~10 minutes: 15-30 s, 30-60 s, 1-2 min, then every 3 min.
@@ -41,6 +50,23 @@ class ClusterMixin:
     @property
     def hook(self) -> SlurmHook:
         return SlurmHook.from_settings(ClusterSettings(**self.cluster))
+
+    def selection(self, context: Any, base_output_dir: str, client: Any = None) -> Selection:
+        """`run_selection` with a client of its own when none is given; a bad `rerun_of`
+        fails the task for good (a retry would not make it right)."""
+        if not context["params"].get("rerun_of"):
+            return Selection(tuple(context["params"].get("jobs") or ()))
+        from airflow.sdk.exceptions import AirflowFailException
+
+        own = client is None
+        client = client or self.hook.get_client()
+        try:
+            return run_selection(context, base_output_dir, client)
+        except JobForgeError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        finally:
+            if own:
+                client.close()
 
     @property
     def settings(self) -> ClusterSettings:
@@ -95,6 +121,36 @@ def context_run_key(context: Any) -> str:
 def run_output_dir(base: str, context: Any) -> str:
     """Each DAG run writes under its own directory: records of other runs never mix in."""
     return f"{base.rstrip('/')}/{safe_run_id(context['run_id'])}"
+
+
+def run_selection(context: Any, base_output_dir: str, client: Any) -> Selection:
+    """The jobs this DAG run runs: those the `jobs` param selects and, with `rerun_of`, only
+    those that did not succeed in that earlier run (its `rerun` outcomes).
+
+    Raises JobForgeError for a `rerun_of` naming a run without any record: a typo would
+    otherwise rerun everything."""
+    params = context["params"]
+    patterns = tuple(params.get("jobs") or ())
+    rerun_of = params.get("rerun_of")
+    if not rerun_of:
+        return Selection(patterns)
+    kinds = rerun_kinds(params.get("rerun"))
+    earlier_dir = f"{base_output_dir.rstrip('/')}/{safe_run_id(str(rerun_of))}"
+    earlier = client.read_results(earlier_dir)
+    if not earlier:
+        raise JobForgeError(
+            f"rerun_of {rerun_of!r}: no result records in {earlier_dir}; is it a run of this DAG?"
+        )
+    return Selection(patterns, earlier, kinds)
+
+
+def emit_events(client: Any, run_dir: str, source: str, events: list[Event], log: Any) -> None:
+    """Add to the run's event log (`events/<source>.jsonl`, on the cluster). Events are
+    evidence, not state: a failure to write one is logged, never raised."""
+    try:
+        client.append_text(str(events_file(run_dir, source)), event_text(events))
+    except Exception as exc:
+        log.warning("event log %s not written: %s", run_dir, exc)
 
 
 def job_info(job: Any, request: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
-from airflow_jobforge.execution import selected
 from airflow_jobforge.operators.base import ClusterMixin, run_output_dir
 
 
@@ -41,7 +40,7 @@ class JobPostProcessOperator(ClusterMixin, BaseOperator):
         self.cluster = cluster
 
     def execute(self, context: Any) -> Any:
-        if not selected([self.job], context["params"].get("jobs") or []):
+        if not self.selection(context, self.output_dir)([self.job]):
             raise AirflowSkipException("not selected in this run")
         output_dir = run_output_dir(self.output_dir, context)
         client = self.hook.get_client()

@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airflow_jobforge.execution import request_from_dict, rerun_names, restrict_batch, selected
+from airflow_jobforge.execution import request_from_dict, rerun_names, restrict_batch
 from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_attempt,
@@ -25,6 +25,7 @@ from airflow_jobforge.operators.base import (
     with_infra_retries,
 )
 from airflow_jobforge.results import ResultRecord, job_state, summarize
+from airflow_jobforge.results.rundir import RunManifest, manifest_path
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
 
 TAIL_LINES = 30
@@ -63,7 +64,7 @@ class _ResultBase(ClusterMixin, BaseOperator):
         self.poll_interval = poll_interval
 
     def _selected(self, context: Any) -> list[str]:
-        names = selected(self.jobs, context["params"].get("jobs") or [])
+        names = self.selection(context, self.output_dir)(self.jobs)
         if not names:
             raise AirflowSkipException("not selected in this run")
         return names
@@ -199,7 +200,27 @@ class RunSummaryOperator(_ResultBase):
     """The last task of a run: JADE's summary of every selected job. Fails if any job failed
     or is missing, or if any other task of the run ended red (a result that could not be
     read, a wait that gave up), so a green run means every job succeeded and no task is red,
-    even when the red task is no leaf."""
+    even when the red task is no leaf.
+
+    It leaves the run's manifest (`run.json`: every selected job and its batch, the config
+    file) for the after-the-run commands, and pushes the run dir to XCom (`run_dir`) for the
+    UI's results page.
+
+    :param batches: every batch's job names, in batch order
+    :param config_file: the config file the DAG was built from, if any
+    """
+
+    def __init__(
+        self,
+        *,
+        batches: dict[str, list[str]],
+        config_file: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("jobs", [name for names in batches.values() for name in names])
+        super().__init__(**kwargs)
+        self.batches = batches
+        self.config_file = config_file
 
     def execute(self, context: Any) -> Any:
         return self._report(context, self._selected(context))
@@ -213,10 +234,32 @@ class RunSummaryOperator(_ResultBase):
         ).get(run_id, {})
         return sorted(t for t, state in states.items() if state in RED and t != self.task_id)
 
+    def _manifest(self, context: Any, names: list[str]) -> RunManifest:
+        chosen = set(names)
+        return RunManifest(
+            jobs={n: b for b, jobs in self.batches.items() for n in jobs if n in chosen},
+            config_file=self.config_file,
+            dag_id=context["dag"].dag_id,
+            run_id=context["run_id"],
+            run_key=context_run_key(context),
+            extra={"params": {k: v for k, v in context["params"].items() if v}},
+        )
+
     def _report(self, context: Any, names: list[str]) -> Any:
+        run_dir = run_output_dir(self.output_dir, context)
+        context["ti"].xcom_push(key="run_dir", value=run_dir)
+        client = self.hook.get_client()
+        try:
+            client.write_text(
+                str(manifest_path(run_dir)), self._manifest(context, names).to_json()
+            )
+        except Exception as exc:  # the summary itself still stands
+            self.log.warning("run manifest not written to %s: %s", run_dir, exc)
+        finally:
+            client.close()
         records = self._records(context)
         summary = summarize((records[n] for n in names if n in records), names)
-        self.log.info("%s (output: %s)", summary, run_output_dir(self.output_dir, context))
+        self.log.info("%s (output: %s)", summary, run_dir)
         bad = [n for n in names if job_state(records.get(n)) in NOT_SUCCESSFUL]
         red = self._red_tasks(context)
         if bad or red:

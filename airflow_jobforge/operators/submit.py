@@ -14,7 +14,6 @@ from airflow_jobforge.execution import (
     drop_unselected_blockers,
     request_to_dict,
     restrict_batch,
-    selected,
     submit_tag,
 )
 from airflow_jobforge.node.spec import BatchSpec
@@ -22,12 +21,14 @@ from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_attempt,
     context_run_key,
+    emit_events,
     job_info,
     killed_by_user,
     run_output_dir,
     task_key,
     with_infra_retries,
 )
+from airflow_jobforge.results.events import BATCH_ADOPTED, BATCH_SUBMITTED, Event
 from airflow_jobforge.slurm.client import SubmittedJob, is_rejection
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.states import Outcome
@@ -67,14 +68,15 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
         self._task_key: tuple[str, str, str] | None = None
         self._job: SubmittedJob | None = None
 
-    def build_request(self, context: Any) -> SubmitRequest:
+    def build_request(self, context: Any, client: Any) -> SubmitRequest:
         params = context["params"]
-        patterns = params.get("jobs") or []
         spec = BatchSpec.from_dict(self.batch)
-        names = selected((j.name for j in spec.jobs), patterns)
+        selection = self.selection(context, self.output_dir, client)
+        names = selection([j.name for j in spec.jobs])
         if not names:
-            raise AirflowSkipException(f"no job of batch {spec.batch} is selected by {patterns}")
-        spec = drop_unselected_blockers(restrict_batch(spec, names), patterns)
+            raise AirflowSkipException(f"no job of batch {spec.batch} is selected in this run")
+        # Blockers outside the selection count as done (a rerun: they succeeded before).
+        spec = drop_unselected_blockers(restrict_batch(spec, names), selection)
         settings = self.settings
         slurm = SlurmParams.model_validate(self.slurm)
         defaults = {"partition": settings.partition, "account": settings.account}
@@ -98,13 +100,32 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         self._task_key = task_key(context)
-        request = self.build_request(context)
         self._client = client = self.hook.get_client()
         try:
+            request = self.build_request(context, client)
             job = self._adopt(client, request, context)
             if job is None:
                 job = client.submit(request, adopt=False)
             self._job = job
+            emit_events(
+                client,
+                request.output_dir,
+                f"airflow-{request.batch.batch}",
+                [
+                    Event(
+                        BATCH_ADOPTED if job.adopted else BATCH_SUBMITTED,
+                        batch=request.batch.batch,
+                        hpc_job_id=job.job_id,
+                        message=f"{len(request.batch.jobs)} jobs, try {context['ti'].try_number}",
+                        data={
+                            "tag": request.tag,
+                            "jobs": [j.name for j in request.batch.jobs],
+                            "slurm": request.slurm.model_dump(exclude_none=True, mode="json"),
+                        },
+                    )
+                ],
+                self.log,
+            )
         except SlurmError as exc:
             if is_rejection(exc):  # an invalid partition stays invalid: fail, do not retry
                 raise AirflowFailException(

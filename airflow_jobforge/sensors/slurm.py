@@ -1,11 +1,16 @@
 """SlurmJobSensor: waits for a batch's SLURM job; deferrable by default, poke mode too.
 
 Owns the batch's SLURM-level failures: NODE_FAIL / BOOT_FAIL / PREEMPTED raise a retryable
-error, and the next try resubmits the batch (new tag, at most `max_resubmits` times);
-TIMEOUT, OUT_OF_MEMORY and cancellation fail without retries. Other retries are for
-infrastructure errors (the API server, SSH or slurmctld away): they adopt the job. A batch
-whose jobs merely failed (runner exit 1) is a success here: per-job outcomes are for the
-result tasks.
+error, and the next try resubmits the batch (new tag, at most `max_resubmits` times).
+OUT_OF_MEMORY and TIMEOUT resubmit the batch's unfinished jobs at once with more memory or
+walltime when the group asks for it (`retry`, up to `max_attempts`), else they fail without
+retries, as cancellation does. Other retries are for infrastructure errors (the API server,
+SSH or slurmctld away): they adopt the job. A batch whose jobs merely failed (runner exit 1)
+is a success here: per-job outcomes are for the result tasks.
+
+When it gives up on a batch, every job of it without a result record gets one (canceled if
+the batch never started, else missing): nothing is lost. What happens goes to the run's
+event log.
 """
 
 from __future__ import annotations
@@ -16,24 +21,58 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from airflow_jobforge.execution import request_from_dict, submit_tag
+from airflow_jobforge.execution import (
+    RESOURCE_STATES,
+    raised_limits,
+    request_from_dict,
+    request_to_dict,
+    restrict_batch,
+    submit_tag,
+)
 from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_attempt,
     context_run_key,
+    emit_events,
     job_info,
     killed_by_user,
     task_key,
     with_infra_retries,
 )
+from airflow_jobforge.results.completion import completion_file, record_lines, unrecorded
+from airflow_jobforge.results.events import (
+    BATCH_ENDED,
+    BATCH_RESUBMITTED,
+    RECORDS_COMPLETED,
+    RETRY_MORE_RESOURCES,
+    Event,
+)
 from airflow_jobforge.slurm.client import GRACE_S, StatusTracker, SubmittedJob
-from airflow_jobforge.slurm.states import JobStatus, Outcome
+from airflow_jobforge.slurm.script import SubmitRequest
+from airflow_jobforge.slurm.states import JobStatus, Outcome, normalize_state
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
 
 RUNNER_JOBS_FAILED = 1  # the node runner's exit code when the batch ran but jobs failed
 
 
+def resource_tag(key: str, batch: str, try_number: int, attempt: int) -> str:
+    """Tag of a retry with more resources: unique per (run, batch, wait try, attempt), so a
+    restart of that try adopts it and a later clear never does."""
+    return submit_tag(key, batch, try_number, "t") + f"m{attempt}"
+
+
 class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
+    """Waits for a batch's SLURM job (see the module doc for what it does on failures).
+
+    :param submit_task_id: the task that submitted the batch (its XCom says which job)
+    :param cluster: ClusterSettings as a dict (backend, connections, python on the nodes)
+    :param deferrable: wait in the triggerer (default) instead of a worker slot
+    :param poll_interval: seconds between status queries (backing off to max_poll_interval)
+    :param grace_s: how long a job no SLURM source knows may stay unknown
+    :param max_resubmits: resubmissions after NODE_FAIL / BOOT_FAIL / PREEMPTED
+    :param retry: the group's retry-with-more-resources rule (`RetryParams` as a dict)
+    """
+
     ui_color = "#e8f0d6"
 
     def __init__(
@@ -46,11 +85,13 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         max_poll_interval: float = 10.0,
         grace_s: float = GRACE_S,
         max_resubmits: int = 2,
+        retry: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(**with_infra_retries(kwargs))
         self.max_resubmits = max_resubmits
+        self.retry = retry
         self.submit_task_id = submit_task_id
         self.cluster = cluster
         self.deferrable = deferrable
@@ -80,13 +121,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             found = client.find(own)
             if found is not None:  # this try already resubmitted before a restart
                 return self._info(found, own, submitted)
-            resubmits = []
-            for earlier in range(try_number - 1, 1, -1):
-                tag = submit_tag(key, batch, earlier, "w")
-                found = client.find(tag)
-                if found is not None:
-                    resubmits.append(self._info(found, tag, submitted))
-            previous = resubmits[0] if resubmits else submitted
+            previous, resubmits = self._latest(client, context, submitted, try_number)
             status = client.status(
                 [previous["job_id"]], {previous["job_id"]: previous["exit_file"]}
             )[previous["job_id"]]
@@ -99,19 +134,70 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 lost = client.find(previous["job_name"].removeprefix("jf-")) != previous["job_id"]
             if status.outcome is not Outcome.RETRYABLE and not lost:
                 return previous  # still running (adopt it) or a final outcome to report
-            if len(resubmits) >= self.max_resubmits:
+            if resubmits >= self.max_resubmits:
+                self._complete_records(client, previous, status.state)
                 raise AirflowFailException(
-                    f"batch {batch} ended {status.state} after {len(resubmits)} "
+                    f"batch {batch} ended {status.state} after {resubmits} "
                     "resubmission(s): not resubmitted again"
                 )
-            request = replace(request, tag=own)
+            request = replace(request_from_dict(previous["request"]), tag=own)
             job = client.submit(request, adopt=False)
             self.log.info(
                 "resubmitted batch %s after %s as SLURM job %s", batch, status.state, job.job_id
             )
-            return job_info(job, submitted["request"])
+            info = {**job_info(job, request_to_dict(request)), "attempt": previous.get("attempt")}
+            self._event(
+                client,
+                info,
+                BATCH_RESUBMITTED,
+                f"after {status.state} of SLURM job {previous['job_id']}",
+                {"previous_job_id": previous["job_id"], "state": status.state},
+            )
+            return info
         finally:
             client.close()
+
+    def _latest(
+        self, client: Any, context: Any, submitted: dict[str, Any], try_number: int
+    ) -> tuple[dict[str, Any], int]:
+        """The newest job of this batch that earlier tries started (their NODE_FAIL
+        resubmissions `w<try>` and retries with more resources `t<try>m<n>`), and how many
+        NODE_FAIL resubmissions there were. Within a try, its `w` comes before its `m`s."""
+        request = request_from_dict(submitted["request"])
+        key, batch = context_run_key(context), request.batch.batch
+        max_attempts = int((self.retry or {}).get("max_attempts") or 1)
+        latest: dict[str, Any] | None = None
+        resubmits = 0
+        for earlier in range(try_number - 1, 0, -1):
+            if latest is None:
+                for attempt in range(max_attempts, 1, -1):
+                    tag = resource_tag(key, batch, earlier, attempt)
+                    found = client.find(tag)
+                    if found is not None:
+                        latest = self._resource_info(found, tag, submitted, attempt)
+                        break
+            if earlier == 1:
+                continue
+            tag = submit_tag(key, batch, earlier, "w")
+            found = client.find(tag)
+            if found is not None:
+                resubmits += 1
+                latest = latest or self._info(found, tag, submitted)
+        return latest or submitted, resubmits
+
+    def _resource_info(
+        self, job_id: str, tag: str, submitted: dict[str, Any], attempt: int
+    ) -> dict[str, Any]:
+        """An adopted retry with more resources: its limits are the original ones raised
+        `attempt - 1` times (the same rule computed them)."""
+        request = request_from_dict(submitted["request"])
+        slurm = request.slurm
+        state = "OUT_OF_MEMORY" if (self.retry or {}).get("out_of_memory") else "TIMEOUT"
+        for _ in range(attempt - 1):
+            slurm = raised_limits(slurm, self.retry or {}, state) or slurm
+        request = replace(request, tag=tag, slurm=slurm)
+        job = SubmittedJob(job_id, f"jf-{tag}", submitted["slurm_dir"], adopted=True)
+        return {**job_info(job, request_to_dict(request)), "attempt": attempt}
 
     @staticmethod
     def _info(job_id: str, tag: str, submitted: dict[str, Any]) -> dict[str, Any]:
@@ -125,18 +211,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         self.log.info("waiting for SLURM job %s (stdout %s)", job["job_id"], job["stdout"])
         if not self.deferrable:
             return super().execute(context)
-        self.defer(
-            trigger=SlurmJobTrigger(
-                job["job_id"],
-                job["exit_file"],
-                asdict(self.settings),  # resolved here: the triggerer reads no connections
-                self.poll_interval,
-                self.max_poll_interval,
-                self.grace_s,
-                echo=job,
-            ),
-            method_name="execute_complete",
-        )
+        self._defer(job)
 
     def poke(self, context: Any) -> PokeReturnValue | bool:
         job = self._job
@@ -151,12 +226,88 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             client.close()
         if not status.terminal:
             return False
+        nxt = self._retry_with_more(context, job, status)
+        if nxt is not None:
+            self._job, self._tracker = nxt, None
+            return False
         return PokeReturnValue(is_done=True, xcom_value=self._conclude(job, status))
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         job = event.pop("echo")
         status = JobStatus(**{**event, "outcome": Outcome(event["outcome"])})
+        nxt = self._retry_with_more(context, job, status)
+        if nxt is not None:
+            self._defer(nxt)
         return self._conclude(job, status)
+
+    def _defer(self, job: dict[str, Any]) -> None:
+        self.defer(
+            trigger=SlurmJobTrigger(
+                job["job_id"],
+                job["exit_file"],
+                asdict(self.settings),  # resolved here: the triggerer reads no connections
+                self.poll_interval,
+                self.max_poll_interval,
+                self.grace_s,
+                echo=job,
+            ),
+            method_name="execute_complete",
+        )
+
+    # --- retry with more resources ---------------------------------------------------------
+    def _retry_with_more(
+        self, context: Any, job: dict[str, Any], status: JobStatus
+    ) -> dict[str, Any] | None:
+        """After OUT_OF_MEMORY / TIMEOUT, when the group's `retry` covers it: the batch's jobs
+        that did not succeed, submitted again with the raised limit; None otherwise."""
+        state = normalize_state(status.state)
+        if not self.retry or state not in RESOURCE_STATES:
+            return None
+        attempt = int(job.get("attempt") or 1)
+        if attempt >= int(self.retry.get("max_attempts") or 1):
+            self.log.info("batch ended %s; no retry left (max_attempts)", state)
+            return None
+        request = request_from_dict(job["request"])
+        slurm = raised_limits(request.slurm, self.retry, state)
+        if slurm is None:
+            self.log.info("batch ended %s; its limit is already at the retry's cap", state)
+            return None
+        client = self.hook.get_client()
+        try:
+            records = client.read_results(request.output_dir)
+            again = [
+                j.name
+                for j in request.batch.jobs
+                if j.name not in records or not records[j.name].succeeded
+            ]
+            if not again:
+                return None
+            tries = context_attempt(context, self.retries)
+            tag = resource_tag(
+                context_run_key(context), request.batch.batch, tries.try_number, attempt + 1
+            )
+            new = replace(request, tag=tag, slurm=slurm, batch=restrict_batch(request.batch, again))
+            submitted = client.submit(new, adopt=True)
+            info = {**job_info(submitted, request_to_dict(new)), "attempt": attempt + 1}
+            change = _limit_change(request, new)
+            self.log.info(
+                "batch ended %s: %d job(s) retried with %s as SLURM job %s (attempt %d)",
+                state,
+                len(again),
+                change,
+                submitted.job_id,
+                attempt + 1,
+            )
+            self._event(
+                client,
+                info,
+                RETRY_MORE_RESOURCES,
+                f"after {state} of SLURM job {job['job_id']}: {change}, {len(again)} job(s)",
+                {"state": state, "attempt": attempt + 1, "change": change, "jobs": again[:1000]},
+            )
+            return info
+        finally:
+            client.close()
 
     def _conclude(self, job: dict[str, Any], status: JobStatus) -> dict[str, Any]:
         client = self.hook.get_client()
@@ -165,20 +316,86 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 tail = client.tail_logs(path, 20)
                 if tail.strip():
                     self.log.info("SLURM job %s %s (last lines):\n%s", job["job_id"], label, tail)
+            summary = f"SLURM job {job['job_id']} ended {status.state}" + (
+                f" ({status.reason})" if status.reason else ""
+            )
+            self._event(
+                client,
+                job,
+                BATCH_ENDED,
+                summary,
+                {"state": normalize_state(status.state), "exit_code": status.exit_code},
+            )
+            ran = status.outcome is Outcome.FAILED and status.exit_code == RUNNER_JOBS_FAILED
+            if ran:
+                summary += (
+                    ": the batch ran; some of its jobs did not succeed (see the result tasks)"
+                )
+            self.log.info(summary)
+            if status.outcome is Outcome.SUCCEEDED or ran:
+                self._complete_records(client, job, status.state)
+                return {**job, "state": status.state}
+            if status.outcome is Outcome.RETRYABLE:
+                raise AirflowException(f"{summary}: the batch is resubmitted on retry")
+            self._complete_records(client, job, status.state)
+            raise AirflowFailException(f"{summary}: not retried")
         finally:
             client.close()
-        summary = f"SLURM job {job['job_id']} ended {status.state}" + (
-            f" ({status.reason})" if status.reason else ""
+
+    # --- records and events ----------------------------------------------------------------
+    def _complete_records(self, client: Any, job: dict[str, Any], state: str) -> None:
+        """A record for every job of the batch that has none: canceled when the batch never
+        ran a job (cancelled while pending, refused at launch), else missing."""
+        request = request_from_dict(job["request"])
+        try:
+            records = client.read_results(request.output_dir)
+            names = [j.name for j in request.batch.jobs]
+            ran = any(records.get(n) is not None and records[n].start for n in names)
+            state = normalize_state(state)
+            late = unrecorded(
+                names,
+                records,
+                batch=request.batch.batch,
+                status="missing" if ran or state not in ("CANCELLED",) else "canceled",
+                reason=f"no result record: batch ended {state}",
+                hpc_job_id=job["job_id"],
+            )
+            if not late:
+                return
+            client.append_text(
+                completion_file(request.output_dir, request.batch.batch), record_lines(late)
+            )
+        except Exception as exc:  # the wait's verdict stands; the result tasks say missing
+            self.log.warning("records of batch %s not completed: %s", request.batch.batch, exc)
+            return
+        self.log.info(
+            "%d job(s) of batch %s had no result record: recorded %s",
+            len(late),
+            request.batch.batch,
+            late[0].status,
         )
-        ran = status.outcome is Outcome.FAILED and status.exit_code == RUNNER_JOBS_FAILED
-        if ran:
-            summary += ": the batch ran; some of its jobs did not succeed (see the result tasks)"
-        self.log.info(summary)
-        if status.outcome is Outcome.SUCCEEDED or ran:
-            return {**job, "state": status.state}
-        if status.outcome is Outcome.RETRYABLE:
-            raise AirflowException(f"{summary}: the batch is resubmitted on retry")
-        raise AirflowFailException(f"{summary}: not retried")
+        self._event(
+            client,
+            job,
+            RECORDS_COMPLETED,
+            f"{len(late)} job(s) without a record recorded {late[0].status}",
+            {"jobs": [r.name for r in late[:1000]], "status": late[0].status},
+        )
+
+    def _event(
+        self, client: Any, job: dict[str, Any], type: str, message: str, data: dict[str, Any]
+    ) -> None:
+        request = job.get("request") or {}
+        batch = (request.get("batch") or {}).get("batch")
+        if not request.get("output_dir") or not batch:
+            return
+        emit_events(
+            client,
+            request["output_dir"],
+            f"airflow-{batch}",
+            [Event(type, batch=batch, hpc_job_id=job["job_id"], message=message, data=data)],
+            self.log,
+        )
 
     def on_kill(self) -> None:
         """Poke mode: a user killed the task while it waits (deferred waits cancel in the
@@ -189,3 +406,13 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 client.cancel([self._job["job_id"]])
             finally:
                 client.close()
+
+
+def _limit_change(old: SubmitRequest, new: SubmitRequest) -> str:
+    """'mem 1G -> 2G' / 'walltime 00:01:00 -> 00:02:00' for logs and events."""
+    parts = [
+        f"{field} {getattr(old.slurm, field)} -> {getattr(new.slurm, field)}"
+        for field in ("mem", "walltime")
+        if getattr(old.slurm, field) != getattr(new.slurm, field)
+    ]
+    return ", ".join(parts) or "the same limits"

@@ -126,7 +126,15 @@ def test_job_tasks_can_be_forced_either_way():
 
 def test_params_let_a_trigger_override_slurm_fields_and_select_jobs():
     dag = build_dag(config(), "d", output_dir="/tmp/o")
-    assert set(dag.params) == {"jobs", "partition", "account", "qos", "walltime"}
+    assert set(dag.params) == {
+        "jobs",
+        "partition",
+        "account",
+        "qos",
+        "walltime",
+        "rerun_of",
+        "rerun",
+    }
 
 
 def test_submit_tasks_carry_their_batch_with_intra_and_external_blockers():
