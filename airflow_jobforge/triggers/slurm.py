@@ -10,6 +10,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
+from airflow_jobforge.results.completion import completion_file, record_lines, unrecorded
+from airflow_jobforge.results.events import CANCELED_BY_USER, Event, event_text, events_file
 from airflow_jobforge.slurm.client import GRACE_S
 from airflow_jobforge.triggers.poller import SharedPoller
 
@@ -112,11 +114,45 @@ class SlurmJobTrigger(BaseTrigger):
             try:
                 await asyncio.wait_for(client.cancel([self.job_id]), timeout=60)
                 self.log.info("cancelled SLURM job %s", self.job_id)
+                await asyncio.wait_for(self._record_cancel(client), timeout=60)
             finally:
                 await client.close()
         except Exception:
             self.log.exception("SLURM job %s: cancelling failed", self.job_id)
             raise
+
+    async def _record_cancel(self, client: Any) -> None:
+        """Nothing is lost: the batch's jobs without a record (it was pending, or they had
+        not started) are recorded canceled, and the event log says a user cancelled it. A
+        running batch's runner records its own jobs on SIGTERM, later, and its records win."""
+        request = (self.echo or {}).get("request") or {}
+        run_dir, spec = request.get("output_dir"), request.get("batch") or {}
+        if not run_dir or not spec.get("batch"):
+            return
+        batch = spec["batch"]
+        try:
+            records = await client.read_results(run_dir)
+            late = unrecorded(
+                [job["name"] for job in spec.get("jobs", ())],
+                records,
+                batch=batch,
+                status="canceled",
+                reason="canceled by user (the run or its wait task was stopped)",
+                hpc_job_id=self.job_id,
+            )
+            if late:
+                await client.append_text(completion_file(run_dir, batch), record_lines(late))
+            event = Event(
+                CANCELED_BY_USER,
+                batch=batch,
+                hpc_job_id=self.job_id,
+                message=f"SLURM job cancelled; {len(late)} job(s) without a record: canceled",
+            )
+            await client.append_text(
+                str(events_file(run_dir, f"airflow-{batch}")), event_text([event])
+            )
+        except Exception as exc:  # the cancellation itself stands
+            self.log.warning("SLURM job %s: cancel not recorded: %s", self.job_id, exc)
 
     async def _still_deferred(self) -> bool:
         """Whether the task instance still waits in the deferred state (no user action).
