@@ -28,6 +28,7 @@ from airflow_jobforge.results import (
     tail_file,
     unwritable_reason,
 )
+from airflow_jobforge.results.efficiency import BatchUsage
 from airflow_jobforge.slurm.client import QueuedJob, SubmittedJob
 from airflow_jobforge.slurm.parse import parse_exit_text
 from airflow_jobforge.slurm.script import (
@@ -168,6 +169,10 @@ class LocalClient:
     def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
         return collect_results(output_dir)
 
+    def usage(self, job_ids: Iterable[str]) -> dict[str, BatchUsage]:
+        """No accounting here: a local batch's use is what the resource monitor sampled."""
+        return {}
+
     def queued(self, prefix: str) -> list[QueuedJob]:
         """Batches whose job name starts with `prefix` and whose process still lives: the
         marker files map tags to `local-<pid>` ids."""
@@ -238,6 +243,9 @@ class AsyncLocalClient:
 
     async def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
         return self._sync.read_results(output_dir)
+
+    async def usage(self, job_ids: Iterable[str]) -> dict[str, BatchUsage]:
+        return self._sync.usage(job_ids)
 
     async def queued(self, prefix: str) -> list[QueuedJob]:
         return self._sync.queued(prefix)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from airflow_jobforge.errors import SlurmError
 from airflow_jobforge.results import ResultRecord, latest_records, parse_record_lines
+from airflow_jobforge.results.efficiency import USAGE_FIELDS, BatchUsage, parse_sacct_usage
 from airflow_jobforge.slurm.parse import (
     ACCOUNTING_DISABLED,
     SACCT_FIELDS,
@@ -275,6 +276,36 @@ def write_steps(path: str, text: str) -> Steps[None]:
     return None
 
 
+USAGE_CHUNK = 500  # job ids per sacct call: a bounded argv for runs of thousands of batches
+
+
+def usage_steps(job_ids: Iterable[str], accounting: Accounting) -> Steps[dict[str, BatchUsage]]:
+    """What each job used (results.efficiency), from sacct; {} where accounting is off.
+
+    No --starttime: with --jobs sacct then searches all time, and a run's stats are asked
+    for long after it ended."""
+    ids = list(dict.fromkeys(str(i) for i in job_ids))
+    usage: dict[str, BatchUsage] = {}
+    for first in range(0, len(ids), USAGE_CHUNK):
+        if accounting.enabled is False:
+            break
+        chunk = ids[first : first + USAGE_CHUNK]
+        result = yield Command(
+            (
+                "sacct",
+                "-n",
+                "-P",
+                "--noconvert",
+                f"--jobs={','.join(chunk)}",
+                f"--format={USAGE_FIELDS}",
+            )
+        )
+        if accounting.note(result):
+            found = parse_sacct_usage(result.check().stdout)
+            usage.update((i, found[i]) for i in chunk if i in found)
+    return usage
+
+
 # --- grace for jobs nobody knows ---------------------------------------------------------------
 GRACE_S = 120.0
 @dataclass
@@ -409,6 +440,10 @@ class SlurmClient:
     def write_text(self, path: str, text: str) -> None:
         self._drive(lambda: write_steps(path, text))
 
+    def usage(self, job_ids: Iterable[str]) -> dict[str, BatchUsage]:
+        ids = list(job_ids)
+        return self._drive(lambda: usage_steps(ids, self.accounting))
+
     def close(self) -> None:
         self.transport.close()
 
@@ -479,6 +514,10 @@ class AsyncSlurmClient:
 
     async def append_text(self, path: str, text: str) -> None:
         await self._drive(lambda: append_steps(path, text))
+
+    async def usage(self, job_ids: Iterable[str]) -> dict[str, BatchUsage]:
+        ids = list(job_ids)
+        return await self._drive(lambda: usage_steps(ids, self.accounting))
 
     async def close(self) -> None:
         await self.transport.close()
