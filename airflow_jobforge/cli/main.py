@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from airflow_jobforge import __version__
-from airflow_jobforge.cli import config_cmds, extensions_cmds, run_cmds
+from airflow_jobforge.cli import config_cmds, extensions_cmds, results_cmds, run_cmds
 from airflow_jobforge.errors import JobForgeError
 
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_cmds.add_parsers(sub)
     extensions_cmds.add_parsers(sub)
     run_cmds.add_parsers(sub)
+    results_cmds.add_parsers(sub)
     return parser
 
 

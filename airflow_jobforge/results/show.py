@@ -1,0 +1,308 @@
+"""What `jobforge results show` reads and reports: one row per expected job of a run.
+
+A run's records say what happened; they are silent about jobs whose batch never started. So
+the jobs a run was meant to run come first from its manifest (`run.json`) and, without one,
+from everything else that names jobs: batch files, `batch_submitted` events and the records
+themselves. A job without a record is missing. Pure: files in, rows and text out, fast
+enough for a 100,000-job run (one pass over the records, no per-job file access except the
+stderr tails of the few failed jobs printed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow_jobforge.errors import JobForgeError
+from airflow_jobforge.results.events import BATCH_SUBMITTED, read_events
+from airflow_jobforge.results.records import (
+    ResultRecord,
+    Summary,
+    collect_results,
+    job_state,
+    results_table,
+    summarize,
+    tail_file,
+)
+from airflow_jobforge.results.rundir import RunManifest, read_manifest
+
+BATCHES_DIR = "batches"
+MONITOR_DIR = "monitor"
+JOB_OUTPUT_DIR = "job-output"
+NO_RECORD = "no result record"
+STATES = ("ok", "failed", "canceled", "missing")
+# Words a user may write for a state, as in JADE's counts.
+STATE_ALIASES = {"successful": "ok", "succeeded": "ok", "success": "ok", "cancelled": "canceled"}
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """A run as read from its directory: expected jobs (name -> batch, None when unknown),
+    the latest record of each job, and peak memory where records lack it."""
+
+    run_dir: Path
+    expected: dict[str, str | None]
+    records: dict[str, ResultRecord]
+    peak_rss: dict[str, int]
+    manifest: RunManifest | None
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.expected)
+
+    def summary(self) -> Summary:
+        return summarize(self.records.values(), self.expected)
+
+    def state(self, name: str) -> str:
+        return job_state(self.records.get(name))
+
+    def batch(self, name: str) -> str | None:
+        record = self.records.get(name)
+        return record.batch if record is not None else self.expected.get(name)
+
+    def peak_rss_bytes(self, name: str) -> int | None:
+        record = self.records.get(name)
+        if record is not None and record.max_rss_bytes is not None:
+            return record.max_rss_bytes
+        return self.peak_rss.get(name)
+
+    def stderr_path(self, name: str) -> Path:
+        return self.run_dir / JOB_OUTPUT_DIR / f"{name}.err"
+
+    def stderr_tail(self, name: str, lines: int) -> str:
+        return tail_file(self.stderr_path(name), lines)
+
+
+def batch_file_jobs(run_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Job -> batch from the batch files. A rerun's batch file names its jobs too; the
+    original batch (the shorter name) is kept."""
+    jobs: dict[str, str] = {}
+    paths = sorted(
+        (Path(run_dir) / BATCHES_DIR).glob("*.json"), key=lambda p: (len(p.stem), p.stem)
+    )
+    for path in paths:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            batch = str(data.get("batch") or path.stem)
+            for job in data.get("jobs") or ():
+                jobs.setdefault(str(job["name"]), batch)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            continue  # a batch file being written, or not ours
+    return jobs
+
+
+def submitted_jobs(run_dir: str | os.PathLike[str]) -> dict[str, str | None]:
+    """Job -> batch from `batch_submitted` events (`data["jobs"]`)."""
+    jobs: dict[str, str | None] = {}
+    for event in read_events(run_dir):
+        if event.type != BATCH_SUBMITTED or not isinstance(event.data, dict):
+            continue
+        names = event.data.get("jobs")
+        if isinstance(names, list):
+            for name in names:
+                jobs.setdefault(str(name), event.batch)
+    return jobs
+
+
+def expected_jobs(
+    run_dir: str | os.PathLike[str],
+    records: Mapping[str, ResultRecord],
+    manifest: RunManifest | None,
+) -> dict[str, str | None]:
+    """Every job the run was meant to run, with its batch: the manifest when there is one,
+    else what batch files and submit events name; jobs that have a record always count."""
+    expected: dict[str, str | None]
+    if manifest is not None:
+        expected = dict(manifest.jobs)
+    else:
+        expected = dict(batch_file_jobs(run_dir))
+        for name, batch in submitted_jobs(run_dir).items():
+            if expected.get(name) is None:
+                expected[name] = batch
+    for name, record in records.items():
+        if expected.get(name) is None:
+            expected[name] = record.batch
+    return expected
+
+
+def monitor_peaks(
+    run_dir: str | os.PathLike[str], wanted: Iterable[str], batches: Iterable[str] | None = None
+) -> dict[str, int]:
+    """The largest `peak_rss_bytes` of each wanted job in the resource monitor's samples
+    (`monitor/<batch>.jsonl`, lines `{"kind": "job", "job": ..., "peak_rss_bytes": ...}`).
+
+    Only the named batches' files are read when given; torn or foreign lines are skipped."""
+    wanted = set(wanted)
+    if not wanted:
+        return {}
+    directory = Path(run_dir) / MONITOR_DIR
+    if batches is None:
+        paths = sorted(directory.glob("*.jsonl"))
+    else:
+        paths = [directory / f"{b}.jsonl" for b in sorted(set(batches))]
+    peaks: dict[str, int] = {}
+    for path in paths:
+        try:
+            handle = open(path, encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        with handle:
+            for line in handle:
+                if '"job"' not in line:
+                    continue
+                try:
+                    sample = json.loads(line)
+                    name, peak = sample["job"], sample["peak_rss_bytes"]
+                except (ValueError, TypeError, KeyError):
+                    continue
+                if (
+                    sample.get("kind") == "job"
+                    and name in wanted
+                    and isinstance(peak, int)
+                    and peak > peaks.get(name, -1)
+                ):
+                    peaks[name] = peak
+    return peaks
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> RunResults:
+    """Read a run directory (see `rundir.resolve_run_dir` for finding it)."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    records = collect_results(run_dir)
+    expected = expected_jobs(run_dir, records, manifest)
+    lacking = [n for n in expected if (r := records.get(n)) is None or r.max_rss_bytes is None]
+    batches = {b for n in lacking if (b := records[n].batch if n in records else expected[n])}
+    peaks = monitor_peaks(run_dir, lacking, batches) if lacking else {}
+    return RunResults(run_dir, expected, records, peaks, manifest)
+
+
+def parse_states(values: Sequence[str] | None) -> tuple[str, ...]:
+    """`--status failed,missing` (repeatable, comma-separated) as job states."""
+    chosen: list[str] = []
+    bad: list[str] = []
+    for value in values or ():
+        for word in filter(None, (w.strip().lower() for w in value.split(","))):
+            state = STATE_ALIASES.get(word, word)
+            if state in STATES:
+                chosen.append(state)
+            else:
+                bad.append(word)
+    if bad:
+        raise JobForgeError(
+            f"unknown status {', '.join(map(repr, bad))}; choose from {', '.join(STATES)}"
+        )
+    return tuple(dict.fromkeys(chosen))
+
+
+def select(run: RunResults, states: Sequence[str]) -> list[str]:
+    """The run's jobs in the given states (all jobs when none are given), in run order."""
+    if not states:
+        return run.names
+    wanted = set(states)
+    return [n for n in run.names if run.state(n) in wanted]
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return ""
+    value = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if value < 1024 or unit == "T":
+            return f"{value:.0f}{unit}" if unit == "B" or value >= 100 else f"{value:.1f}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def show_table(
+    run: RunResults,
+    names: Sequence[str],
+    *,
+    max_rows: int | None = 40,
+    max_tails: int = 5,
+    tail_lines: int = 5,
+) -> str:
+    """The terminal table: `results_table` with batch, SLURM job, host and peak memory."""
+
+    def field(attr: str):
+        def cell(name: str) -> str:
+            record = run.records.get(name)
+            return str(getattr(record, attr) or "") if record is not None else ""
+
+        return cell
+
+    return results_table(
+        names,
+        run.records,
+        stderr_tail=lambda name: run.stderr_tail(name, tail_lines),
+        max_rows=max_rows,
+        max_tails=max_tails,
+        columns=(
+            ("batch", lambda name: run.batch(name) or ""),
+            ("slurm_job", field("hpc_job_id")),
+            ("host", field("host")),
+            ("peak_mem", lambda name: human_bytes(run.peak_rss_bytes(name))),
+        ),
+    )
+
+
+def job_row(run: RunResults, name: str) -> dict[str, Any]:
+    """Everything known of one job, for `--json`."""
+    record = run.records.get(name)
+    row: dict[str, Any] = {"name": name, "state": run.state(name)}
+    if record is None:
+        row.update(status="missing", batch=run.batch(name), reason=NO_RECORD)
+    else:
+        row.update(
+            status=record.status,
+            return_code=record.return_code,
+            exec_time_s=record.exec_time_s,
+            start=record.start,
+            end=record.end,
+            batch=record.batch,
+            hpc_job_id=record.hpc_job_id,
+            host=record.host,
+            cpu_time_s=record.cpu_time_s,
+            reason=record.reason,
+        )
+    row["peak_rss_bytes"] = run.peak_rss_bytes(name)
+    return row
+
+
+def show_json(
+    run: RunResults, names: Sequence[str], *, max_tails: int = 5, tail_lines: int = 5
+) -> dict[str, Any]:
+    """One JSON document: the run's counts and every selected job; the first `max_tails`
+    failed jobs carry their stderr tail (reading 10,000 tails would take minutes on NFS)."""
+    summary = run.summary()
+    jobs = []
+    tails = 0
+    for name in names:
+        row = job_row(run, name)
+        if row["state"] == "failed" and tails < max_tails:
+            tails += 1
+            row["stderr_tail"] = run.stderr_tail(name, tail_lines)
+        jobs.append(row)
+    return {
+        "run_dir": str(run.run_dir.resolve()),
+        "run_id": run.manifest.run_id if run.manifest else None,
+        "dag_id": run.manifest.dag_id if run.manifest else None,
+        "counts": {
+            "total": summary.total,
+            "successful": summary.successful,
+            "failed": summary.failed,
+            "canceled": summary.canceled,
+            "missing": summary.missing,
+        },
+        "all_succeeded": all_succeeded(summary),
+        "jobs": jobs,
+    }
+
+
+def all_succeeded(summary: Summary) -> bool:
+    """The exit code's question. A run that knows of no job did not succeed."""
+    return summary.total > 0 and summary.successful == summary.total
