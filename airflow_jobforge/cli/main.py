@@ -6,7 +6,13 @@ import argparse
 import sys
 
 from airflow_jobforge import __version__
-from airflow_jobforge.cli import config_cmds, extensions_cmds, results_cmds, run_cmds
+from airflow_jobforge.cli import (
+    config_cmds,
+    extensions_cmds,
+    results_cmds,
+    run_cmds,
+    stats_cmds,
+)
 from airflow_jobforge.errors import JobForgeError
 
 
@@ -20,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     extensions_cmds.add_parsers(sub)
     run_cmds.add_parsers(sub)
     results_cmds.add_parsers(sub)
+    stats_cmds.add_parsers(sub)
     return parser
 
 
