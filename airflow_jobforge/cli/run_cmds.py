@@ -85,7 +85,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--param",
         action="append",
         metavar="KEY=VALUE",
-        help="DAG run param: jobs=a,b*  partition=...  account=...  walltime=...",
+        help="DAG run param: jobs=a,b*  partition=...  account=...  walltime=...  "
+        "rerun_of=RUN_ID  rerun=failed,missing,canceled",
     )
     p.add_argument("--python", help="python on the nodes (default: this one; SSH: python3)")
     p.add_argument("--pythonpath", help="PYTHONPATH on the nodes")

@@ -90,7 +90,7 @@ def run(
         options = {k: v for k, v in options.items() if v is not None}
         dag = _load_dag(config, config_file, home, dag_id, options, verbose)
         base = Path(options.get("output_dir") or _default_output(dag_id))
-        selected = _selected_jobs(config, params)
+        selected = _selected_jobs(config, params, base if local else None)
 
         from airflow_jobforge.execution import safe_run_id
 
@@ -208,10 +208,18 @@ def _default_output(dag_id: str) -> str:
     return default_output_dir(dag_id)
 
 
-def _selected_jobs(config: Any, params: dict[str, Any]) -> list[str]:
-    from airflow_jobforge.execution import selected
+def _selected_jobs(config: Any, params: dict[str, Any], base: Path | None) -> list[str]:
+    """The jobs the run will run: the `jobs` globs and, with `rerun_of` (and the earlier
+    run's records readable here), only what did not succeed in that run."""
+    from airflow_jobforge.execution import Selection, rerun_kinds, safe_run_id
 
-    return selected([j.name for j in config.jobs], params.get("jobs") or [])
+    patterns = tuple(params.get("jobs") or ())
+    rerun_of = params.get("rerun_of")
+    earlier = None
+    if rerun_of and base is not None:
+        earlier = collect_results(base / safe_run_id(str(rerun_of)))
+    kinds = rerun_kinds(params.get("rerun"))
+    return Selection(patterns, earlier or None, kinds)([j.name for j in config.jobs])
 
 
 def _remote_records(dag: Any, run_dir: Path) -> dict[str, Any]:
@@ -229,8 +237,8 @@ def parse_params(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise JobForgeError(f"--param {item!r} is not KEY=VALUE")
-        if key == "jobs":
-            params["jobs"] = [v for v in value.split(",") if v]
+        if key in ("jobs", "rerun"):
+            params[key] = [v for v in value.split(",") if v]
         else:
             try:
                 params[key] = json.loads(value)
