@@ -10,6 +10,7 @@ that did not succeed are submitted again, alone, as one SLURM job, and the task 
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -234,6 +235,43 @@ class RunSummaryOperator(_ResultBase):
         ).get(run_id, {})
         return sorted(t for t, state in states.items() if state in RED and t != self.task_id)
 
+    def _write_report(self, run_dir: str) -> None:
+        """Counts and efficiency (sacct) in the log, `report.html` with the plots in the run
+        dir. Where the run dir is on the cluster only (SSH without a shared file system) the
+        report is left to `jobforge stats RUN_DIR --html` there. Never fails the summary."""
+        if not os.path.isdir(run_dir):
+            self.log.info(
+                "no report: %s is not on this machine; run `jobforge stats %s --html "
+                "report.html` where it is",
+                run_dir,
+                run_dir,
+            )
+            return
+        from airflow_jobforge.results.report import write_report
+        from airflow_jobforge.results.stats import (
+            format_stats,
+            gather_stats,
+            run_job_ids,
+            write_efficiency,
+        )
+
+        try:
+            ids = run_job_ids(run_dir)
+            client = self.hook.get_client()
+            try:
+                usage = client.usage(ids) if ids else {}
+            finally:
+                client.close()
+            stats = gather_stats(run_dir, usage)
+            if usage:
+                write_efficiency(run_dir, stats.usage)
+            path = write_report(run_dir, stats)
+        except Exception as exc:
+            self.log.warning("report of %s not written: %s", run_dir, exc)
+            return
+        self.log.info("run statistics:\n%s", format_stats(stats))
+        self.log.info("report with plots: %s", path)
+
     def _manifest(self, context: Any, names: list[str]) -> RunManifest:
         chosen = set(names)
         return RunManifest(
@@ -257,6 +295,7 @@ class RunSummaryOperator(_ResultBase):
             self.log.warning("run manifest not written to %s: %s", run_dir, exc)
         finally:
             client.close()
+        self._write_report(run_dir)
         records = self._records(context)
         summary = summarize((records[n] for n in names if n in records), names)
         self.log.info("%s (output: %s)", summary, run_dir)
