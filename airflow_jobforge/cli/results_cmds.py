@@ -34,8 +34,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     summary = run.summary()
     if args.json:
         document = show_json(run, names, max_tails=args.tails, tail_lines=args.tail_lines)
-        json.dump(document, sys.stdout, separators=(",", ":"))
-        print()
+        # One write: json.dump to a stream writes every token apart (18 s for 100,000 jobs).
+        sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
         return 0 if all_succeeded(summary) else 1
     print(f"Run: {run.run_dir}")
     if names:
