@@ -103,6 +103,10 @@ def test_oom_retried_with_more_memory_walltime_missing_and_rerun_of(cluster, tmp
     monitor = run_dir / "monitor" / "mem-0000.jsonl"
     assert monitor.exists(), "the group's monitor ran"
 
+    # The summary task left the report with its plots and what sacct said per batch.
+    assert "plotly" in (run_dir / "report.html").read_text()
+    assert first[0].hpc_job_id in (run_dir / "efficiency.json").read_text()
+
     manifest = read_manifest(run_dir)
     assert manifest is not None and set(manifest.jobs) == {"hog", "small", "sleeper", "flaky"}
     assert manifest.config_file == str(config_file)
