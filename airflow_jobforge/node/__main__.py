@@ -1,4 +1,4 @@
-"""`python -m airflow_jobforge.node run-batch BATCH.json --output DIR`"""
+"""`python -m airflow_jobforge.node run-batch BATCH.json --output DIR [--monitor-interval S]`"""
 
 from __future__ import annotations
 
@@ -21,13 +21,20 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="jobs at once (default: batch's, SLURM_CPUS_ON_NODE, CPU count)",
     )
+    run.add_argument(
+        "--monitor-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="resource monitor sampling interval, 0 = off (default: the batch's)",
+    )
     args = parser.parse_args(argv)
     try:
         spec = BatchSpec.load(args.batch_file)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         print(f"{args.batch_file}: cannot read batch file: {exc}", file=sys.stderr)
         return 2
-    return run_batch(spec, args.output, args.num_processes)
+    return run_batch(spec, args.output, args.num_processes, args.monitor_interval)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from airflow_jobforge.results import (
     read_records,
     results_file,
 )
+from airflow_jobforge.results.events import read_events
 
 
 def records(out: Path, batch: str = "b") -> list[ResultRecord]:
@@ -336,3 +338,67 @@ def test_a_job_whose_output_file_cannot_be_created_is_recorded_missing(tmp_path,
         f"not started: No space left on device: {tmp_path.resolve()}/job-output/a.out"
     )
     assert got["after"].status == "canceled" and got["other"].succeeded
+
+
+def test_batch_start_and_failed_jobs_are_node_events_successful_ones_are_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    spec = BatchSpec(
+        batch="b",
+        jobs=(
+            JobSpec("ok", "true"),
+            JobSpec("bad", "exit 3"),
+            JobSpec("after", "true", blocked_by=("bad",), cancel_on_blocking_job_failure=True),
+        ),
+        monitor_interval_s=5.0,
+    )
+    assert run_batch(spec, tmp_path, 2) == 1
+    events = read_events(tmp_path)
+    assert [(e.type, e.job) for e in events] == [("batch_started", None), ("job_failed", "bad")]
+    started, failed = events
+    assert started.data == {"jobs": 3, "num_processes": 2, "monitor_interval_s": 5.0}
+    assert started.hpc_job_id == failed.hpc_job_id == "4242"
+    assert started.host == socket.gethostname() and started.batch == "b"
+    assert failed.data == {"return_code": 3, "reason": None}
+
+
+def test_failed_node_setup_is_an_event_with_its_exit_code(tmp_path):
+    spec = BatchSpec(batch="b", jobs=(JobSpec("a", "true"),), node_setup_command="exit 4")
+    assert run_batch(spec, tmp_path, 1) == 1
+    setup_failed = [e for e in read_events(tmp_path) if e.type == "node_setup_failed"]
+    assert len(setup_failed) == 1 and "exit code 4" in setup_failed[0].message
+
+
+def test_a_batch_whose_every_job_fails_to_start_ends_at_once(tmp_path, monkeypatch):
+    """It used to wait for a child that never existed, until a signal came."""
+
+    def spawn(self, name, argv):
+        raise OSError(28, "No space left on device", f"{self.output_dir}/job-output/{name}.out")
+
+    monkeypatch.setattr(runner_module.BatchRunner, "_spawn", spawn)
+    rescue = threading.Timer(10, os.kill, (os.getpid(), signal.SIGTERM))
+    rescue.start()
+    try:
+        code = run_batch(BatchSpec(batch="b", jobs=(JobSpec("a", "true"),)), tmp_path, 1)
+    finally:
+        rescue.cancel()
+    assert code == 1
+    assert by_name(tmp_path)["a"].status == "missing"
+    assert [e.job for e in read_events(tmp_path) if e.type == "job_failed"] == ["a"]
+
+
+def test_a_job_killed_by_a_signal_records_its_rusage(tmp_path):
+    spec = BatchSpec(batch="b", jobs=(JobSpec("killed", "kill -9 $$"),))
+    assert run_batch(spec, tmp_path, 1) == 1
+    record = by_name(tmp_path)["killed"]
+    assert record.return_code == 128 + 9 and record.reason == "killed by signal 9"
+    assert record.max_rss_bytes and record.max_rss_bytes > 0 and record.cpu_time_s is not None
+
+
+def test_a_jobs_peak_rss_does_not_inherit_the_runners_earlier_peak(tmp_path):
+    """The runner here is this test process: a 300 MB peak of its own, gone before the batch
+    starts, must not show up as the peak of a job that uses almost nothing."""
+    peak = b"\1" * (300 << 20)
+    del peak
+    rss_now = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    assert run_batch(BatchSpec(batch="b", jobs=(JobSpec("small", "true"),)), tmp_path, 1) == 0
+    assert by_name(tmp_path)["small"].max_rss_bytes < rss_now + (100 << 20)
