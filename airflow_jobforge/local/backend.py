@@ -23,8 +23,11 @@ from pathlib import Path
 
 from airflow_jobforge.results import (
     NOT_WRITABLE,
+    RESULTS_DIR,
     ResultRecord,
     collect_results,
+    latest_records,
+    read_records,
     tail_file,
     unwritable_reason,
 )
@@ -166,8 +169,14 @@ class LocalClient:
     def tail_logs(self, path: str, lines: int = 50) -> str:
         return tail_file(path, lines)
 
-    def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
-        return collect_results(output_dir)
+    def read_results(self, output_dir: str, batch: str | None = None) -> dict[str, ResultRecord]:
+        if batch is None:
+            return collect_results(output_dir)
+        return latest_records(
+            record
+            for suffix in (".jsonl", ".completed.jsonl")
+            for record in read_records(Path(output_dir) / RESULTS_DIR / f"{batch}{suffix}")
+        )
 
     def usage(self, job_ids: Iterable[str]) -> dict[str, BatchUsage]:
         """No accounting here: a local batch's use is what the resource monitor sampled."""
@@ -241,8 +250,10 @@ class AsyncLocalClient:
     async def tail_logs(self, path: str, lines: int = 50) -> str:
         return self._sync.tail_logs(path, lines)
 
-    async def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
-        return self._sync.read_results(output_dir)
+    async def read_results(
+        self, output_dir: str, batch: str | None = None
+    ) -> dict[str, ResultRecord]:
+        return self._sync.read_results(output_dir, batch)
 
     async def usage(self, job_ids: Iterable[str]) -> dict[str, BatchUsage]:
         return self._sync.usage(job_ids)

@@ -274,7 +274,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             return None
         client = self.hook.get_client()
         try:
-            records = client.read_results(request.output_dir)
+            records = client.read_results(request.output_dir, request.batch.batch)
             again = [
                 j.name
                 for j in request.batch.jobs
@@ -348,7 +348,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         ran a job (cancelled while pending, refused at launch), else missing."""
         request = request_from_dict(job["request"])
         try:
-            records = client.read_results(request.output_dir)
+            records = client.read_results(request.output_dir, request.batch.batch)
             names = [j.name for j in request.batch.jobs]
             ran = any(records.get(n) is not None and records[n].start for n in names)
             state = normalize_state(state)

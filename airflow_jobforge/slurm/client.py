@@ -29,7 +29,13 @@ from airflow_jobforge.slurm.parse import (
     parse_squeue,
     unknown_status,
 )
-from airflow_jobforge.slurm.script import SubmitRequest, exit_file_path, job_name_for, render
+from airflow_jobforge.slurm.script import (
+    SubmitRequest,
+    check_tag,
+    exit_file_path,
+    job_name_for,
+    render,
+)
 from airflow_jobforge.slurm.states import JobStatus, Outcome
 from airflow_jobforge.slurm.transport import (
     AsyncTransport,
@@ -251,10 +257,20 @@ def tail_steps(path: str, lines: int) -> Steps[str]:
 # The output dir is on the cluster: result files are read where they are, through the
 # transport. The directory is an argument of a fixed script, never part of it.
 _CAT_RESULTS = 'cat -- "$1"/results/*.jsonl 2>/dev/null; exit 0'
+# One batch's own records: its runner's file and the records the Airflow side completed.
+_CAT_BATCH = 'cat -- "$1/results/$2.jsonl" "$1/results/$2.completed.jsonl" 2>/dev/null; exit 0'
 
 
-def read_results_steps(output_dir: str) -> Steps[dict[str, ResultRecord]]:
-    result = yield Command(("sh", "-c", _CAT_RESULTS, "sh", output_dir))
+def read_results_steps(
+    output_dir: str, batch: str | None = None
+) -> Steps[dict[str, ResultRecord]]:
+    """The latest record of every job of a run dir; with `batch`, of that batch's files only
+    (what its wait needs, without reading a 100,000-job run's records per batch)."""
+    if batch is None:
+        command = ("sh", "-c", _CAT_RESULTS, "sh", output_dir)
+    else:
+        command = ("sh", "-c", _CAT_BATCH, "sh", output_dir, check_tag(batch))
+    result = yield Command(command)
     return latest_records(parse_record_lines(result.check().stdout.splitlines()))
 
 
@@ -431,8 +447,8 @@ class SlurmClient:
     def queued(self, prefix: str) -> list[QueuedJob]:
         return self._drive(lambda: queued_steps(prefix))
 
-    def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
-        return self._drive(lambda: read_results_steps(output_dir))
+    def read_results(self, output_dir: str, batch: str | None = None) -> dict[str, ResultRecord]:
+        return self._drive(lambda: read_results_steps(output_dir, batch))
 
     def append_text(self, path: str, text: str) -> None:
         self._drive(lambda: append_steps(path, text))
@@ -509,8 +525,10 @@ class AsyncSlurmClient:
     async def queued(self, prefix: str) -> list[QueuedJob]:
         return await self._drive(lambda: queued_steps(prefix))
 
-    async def read_results(self, output_dir: str) -> dict[str, ResultRecord]:
-        return await self._drive(lambda: read_results_steps(output_dir))
+    async def read_results(
+        self, output_dir: str, batch: str | None = None
+    ) -> dict[str, ResultRecord]:
+        return await self._drive(lambda: read_results_steps(output_dir, batch))
 
     async def append_text(self, path: str, text: str) -> None:
         await self._drive(lambda: append_steps(path, text))

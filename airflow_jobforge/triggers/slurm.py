@@ -131,7 +131,7 @@ class SlurmJobTrigger(BaseTrigger):
             return
         batch = spec["batch"]
         try:
-            records = await client.read_results(run_dir)
+            records = await client.read_results(run_dir, batch)
             late = unrecorded(
                 [job["name"] for job in spec.get("jobs", ())],
                 records,
