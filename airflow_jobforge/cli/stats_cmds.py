@@ -8,7 +8,7 @@ import json
 import shutil
 import sys
 
-from airflow_jobforge.errors import SlurmError
+from airflow_jobforge.errors import JobForgeError, SlurmError
 from airflow_jobforge.results.efficiency import BatchUsage
 from airflow_jobforge.results.report import write_report
 from airflow_jobforge.results.rundir import resolve_run_dir
@@ -44,13 +44,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
     usage = fetch_usage(run_job_ids(run_dir))
     stats = gather_stats(run_dir, usage)
     if usage:
-        write_efficiency(run_dir, stats.usage)
+        try:
+            write_efficiency(run_dir, stats.usage)
+        except OSError as exc:  # someone else's run: show the figures all the same
+            print(f"jobforge: efficiency data not saved: {exc}", file=sys.stderr)
     if args.json:
         print(json.dumps(stats_to_dict(stats, args.top), indent=1))
     else:
         print(format_stats(stats, args.top))
     if args.html:
-        path = write_report(run_dir, stats, args.html)
+        try:
+            path = write_report(run_dir, stats, args.html)
+        except OSError as exc:
+            raise JobForgeError(f"cannot write the report: {exc}", file=args.html) from None
         print(f"\nHTML report: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 

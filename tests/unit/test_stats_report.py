@@ -238,3 +238,14 @@ def test_jobforge_stats_of_a_bad_path_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["stats", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err == f"jobforge: {tmp_path / 'nope'}: no such output directory\n"
+
+
+def test_jobforge_stats_html_to_an_unwritable_place_is_one_line_and_exit_2(
+    local_run, tmp_path, capsys
+):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["stats", str(local_run), "--html", str(blocker / "report.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"jobforge: {blocker / 'report.html'}: cannot write the report: ")
+    assert err.count("\n") == 1
