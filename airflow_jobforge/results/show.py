@@ -19,6 +19,7 @@ from typing import Any
 
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.results.events import BATCH_SUBMITTED, read_events
+from airflow_jobforge.results.monitor_data import MONITOR_DIR, monitor_file, read_monitor_file
 from airflow_jobforge.results.records import (
     ResultRecord,
     Summary,
@@ -31,7 +32,6 @@ from airflow_jobforge.results.records import (
 from airflow_jobforge.results.rundir import RunManifest, read_manifest
 
 BATCHES_DIR = "batches"
-MONITOR_DIR = "monitor"
 JOB_OUTPUT_DIR = "job-output"
 NO_RECORD = "no result record"
 STATES = ("ok", "failed", "canceled", "missing")
@@ -132,40 +132,28 @@ def expected_jobs(
 def monitor_peaks(
     run_dir: str | os.PathLike[str], wanted: Iterable[str], batches: Iterable[str] | None = None
 ) -> dict[str, int]:
-    """The largest `peak_rss_bytes` of each wanted job in the resource monitor's samples
-    (`monitor/<batch>.jsonl`, lines `{"kind": "job", "job": ..., "peak_rss_bytes": ...}`).
+    """The largest `peak_rss_bytes` of each wanted job in the resource monitor's samples.
 
-    Only the named batches' files are read when given; torn or foreign lines are skipped."""
+    Only the named batches' files are read when given: a 100,000-job run's samples are large,
+    and records written by a current runner carry their peak already."""
     wanted = set(wanted)
     if not wanted:
         return {}
-    directory = Path(run_dir) / MONITOR_DIR
     if batches is None:
-        paths = sorted(directory.glob("*.jsonl"))
+        paths = sorted((Path(run_dir) / MONITOR_DIR).glob("*.jsonl"))
     else:
-        paths = [directory / f"{b}.jsonl" for b in sorted(set(batches))]
+        paths = [monitor_file(run_dir, b) for b in sorted(set(batches))]
     peaks: dict[str, int] = {}
     for path in paths:
-        try:
-            handle = open(path, encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        with handle:
-            for line in handle:
-                if '"job"' not in line:
-                    continue
-                try:
-                    sample = json.loads(line)
-                    name, peak = sample["job"], sample["peak_rss_bytes"]
-                except (ValueError, TypeError, KeyError):
-                    continue
-                if (
-                    sample.get("kind") == "job"
-                    and name in wanted
-                    and isinstance(peak, int)
-                    and peak > peaks.get(name, -1)
-                ):
-                    peaks[name] = peak
+        for sample in read_monitor_file(path):
+            name, peak = sample.get("job"), sample.get("peak_rss_bytes")
+            if (
+                sample["kind"] == "job"
+                and name in wanted
+                and isinstance(peak, int)
+                and peak > peaks.get(name, -1)
+            ):
+                peaks[name] = peak
     return peaks
 
 

@@ -206,7 +206,7 @@ def test_peak_memory_comes_from_the_monitor_when_the_record_lacks_it(run_dir, ca
 def test_a_records_own_peak_memory_wins_over_monitor_samples(run_dir):
     (run_dir / "monitor").mkdir()
     (run_dir / "monitor" / "default-0000.jsonl").write_text(
-        '{"kind":"job","job":"archive","peak_rss_bytes":5}\n'
+        '{"kind":"job","t":1,"job":"archive","peak_rss_bytes":5}\n'
     )
     writer = ResultsWriter(results_file(run_dir, "default-0000"))
     writer.append(
