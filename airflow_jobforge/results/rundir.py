@@ -38,7 +38,7 @@ class RunManifest:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        return json.dumps(asdict(self), indent=1)  # jobs in run order
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunManifest:
