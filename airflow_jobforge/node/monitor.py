@@ -240,11 +240,13 @@ class ResourceMonitor:
             f'"kind":"node","batch":{json.dumps(batch)},"host":{json.dumps(host)},'
             f'"hpc_job_id":{json.dumps(hpc_job_id)},"ncpus":{self._ncpus}'
         )
+        self._disks: frozenset[str] = frozenset()
         try:
             self._disks = whole_disks(_read_all(f"{PROC}/diskstats"))
-        except OSError:
-            self._disks = frozenset()
-        self._node_prev = self._node_counters()  # the first sample's rates need a start
+            self._node_prev = self._node_counters()  # the first sample's rates need a start
+        except Exception as exc:  # no usable /proc: the batch runs unobserved, as in sample()
+            self.stopped = True
+            self._say(f"resource monitor not started: {type(exc).__name__}: {exc}")
         self.cpu_s += time.thread_time() - started
 
     # --- what the runner calls ---------------------------------------------------------------

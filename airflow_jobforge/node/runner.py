@@ -100,10 +100,14 @@ class _Running:
 
 def _reap(proc: subprocess.Popen[bytes], block: bool = False) -> resource.struct_rusage | None:
     """wait4 instead of Popen.poll: the same one syscall, plus the job's rusage. Sets the
-    returncode as Popen would (-N for a signal); None while the process runs."""
+    returncode as Popen would (-N for a signal): the process ended iff it is set then."""
     if proc.returncode is not None:
         return None
-    pid, status, usage = os.wait4(proc.pid, 0 if block else os.WNOHANG)
+    try:
+        pid, status, usage = os.wait4(proc.pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:  # reaped by someone else: Popen's answer, no rusage
+        proc.returncode = 0
+        return None
     if pid == 0:
         return None
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -439,13 +443,13 @@ class BatchRunner:
             wake.wait(None if monitor is None else monitor.seconds_until_due())
             if wake.terminated_by is not None:
                 break
-            for pid in list(running):
-                usage = _reap(running[pid].proc)
-                if usage is not None:
-                    done = running.pop(pid)
+            for pid, r in list(running.items()):
+                usage = _reap(r.proc)
+                if r.proc.returncode is not None:
+                    del running[pid]
                     if monitor is not None:
                         monitor.job_ended(pid)
-                    self._finish(done, usage, jobs, dependants, waiting_on, ready)
+                    self._finish(r, usage, jobs, dependants, waiting_on, ready)
             if monitor is not None and running and monitor.due():
                 monitor.sample()
 
@@ -456,7 +460,7 @@ class BatchRunner:
     def _finish(
         self,
         done: _Running,
-        usage: resource.struct_rusage,
+        usage: resource.struct_rusage | None,
         jobs: dict[str, JobSpec],
         dependants: dict[str, list[str]],
         waiting_on: dict[str, int],
