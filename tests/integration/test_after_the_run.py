@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 HOG = (
     "python3 -c \"x = bytearray(300 * 1024 * 1024)\n"
-    "for i in range(0, len(x), 4096): x[i] = 1\nprint('allocated')\""
+    "for i in range(0, len(x), 4096): x[i] = 1\nimport time; time.sleep(1.5)\""
 )
 
 
@@ -100,8 +100,15 @@ def test_oom_retried_with_more_memory_walltime_missing_and_rerun_of(cluster, tmp
     assert ("batch_submitted", "fail-0000") in kinds and ("batch_started", "fail-0000") in kinds
     assert any(e.type == "job_failed" and e.job == "flaky" for e in events)
 
-    monitor = run_dir / "monitor" / "mem-0000.jsonl"
-    assert monitor.exists(), "the group's monitor ran"
+    # Monitor data for every job that ran: its rusage in the record, samples of the long one.
+    ran = [r for r in records.values() if r.start]
+    assert all(r.host and r.max_rss_bytes and r.cpu_time_s is not None for r in ran)
+    samples = [
+        json.loads(line)
+        for line in (run_dir / "monitor" / "mem-0000.jsonl").read_text().splitlines()
+    ]
+    hog = [s for s in samples if s["kind"] == "job" and s["job"] == "hog"]
+    assert hog and max(s["peak_rss_bytes"] for s in hog) > 250 * 2**20
 
     # The summary task left the report with its plots and what sacct said per batch.
     assert "plotly" in (run_dir / "report.html").read_text()
