@@ -24,13 +24,14 @@ from airflow_jobforge.results.records import ResultRecord, job_state
 from airflow_jobforge.results.stats import (
     BATCH_HEADER,
     NODE_HEADER,
+    PEAK_HEADER,
     RunStats,
     batch_rows,
-    fmt_bytes,
     fmt_duration,
     gather_stats,
     job_summary,
     node_summary,
+    peak_rows,
     totals_line,
     write_efficiency,
 )
@@ -301,17 +302,7 @@ def render_report(stats: RunStats, *, top: int = 10) -> str:
     parts.extend(distribution_figures(stats))
     if summary["peak_rss"]:
         parts.append(f"<p>Peak memory, top {len(summary['peak_rss'])}:</p>")
-        rows = [
-            [
-                p["job"],
-                p["batch"],
-                p["state"],
-                fmt_bytes(p["peak_rss_bytes"]),
-                fmt_duration(p["exec_time_s"]),
-            ]
-            for p in summary["peak_rss"]
-        ]
-        parts.append(_html_table(["job", "batch", "state", "peak rss", "run time"], rows, {3, 4}))
+        parts.append(_html_table(PEAK_HEADER, peak_rows(summary), {3, 4}))
     timeline = timeline_figure(stats)
     parts.append("<h2>Job timeline</h2>")
     if timeline:

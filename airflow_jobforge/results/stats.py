@@ -354,6 +354,23 @@ def totals_line(totals: UsageTotals) -> str:
     )
 
 
+PEAK_HEADER = ["job", "batch", "state", "peak rss", "run time"]
+
+
+def peak_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """The top jobs by peak memory as table cells (terminal and HTML report alike)."""
+    return [
+        [
+            p["job"],
+            p["batch"],
+            p["state"],
+            fmt_bytes(p["peak_rss_bytes"]),
+            fmt_duration(p["exec_time_s"]),
+        ]
+        for p in summary["peak_rss"]
+    ]
+
+
 def format_stats(stats: RunStats, top: int = 10) -> str:
     """The terminal view: counts, efficiency per batch and totals, node use, jobs."""
     out = [f"Run: {stats.run_dir}", f"Jobs: {stats.summary}", ""]
@@ -384,17 +401,7 @@ def format_stats(stats: RunStats, top: int = 10) -> str:
         out.append("No job ran.")
     if summary["peak_rss"]:
         out.append(f"Peak memory, top {len(summary['peak_rss'])}:")
-        rows = [
-            [
-                p["job"],
-                p["batch"],
-                p["state"],
-                fmt_bytes(p["peak_rss_bytes"]),
-                fmt_duration(p["exec_time_s"]),
-            ]
-            for p in summary["peak_rss"]
-        ]
-        out.append(table(["job", "batch", "state", "peak rss", "run time"], rows, right={3, 4}))
+        out.append(table(PEAK_HEADER, peak_rows(summary), right={3, 4}))
     return "\n".join(out)
 
 
