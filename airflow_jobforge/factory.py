@@ -309,7 +309,16 @@ def build_dag(
     file: str | None = None,
     **options: Any,
 ) -> DAG:
-    """The config's DAG. Options are those of `build_render_dag`."""
+    """The config's DAG. Options are those of `build_render_dag`.
+
+    :param config: the job configuration (validated here: every problem at once)
+    :param dag_id: the DAG's id
+    :param job_tasks: one `job_<name>` task per job; None: only for configs of up to 100 jobs
+        (and one-job batches)
+    :param file: the config's path, named in errors and in the DAG's docs
+    :param options: `build_render_dag`'s keyword arguments (backend, connections, output_dir,
+        schedule, any `DAG(...)` argument)
+    """
     render = render_config(config, job_tasks=job_tasks, file=file)
     return build_render_dag(render, dag_id, file=file, **options)
 
@@ -332,7 +341,26 @@ def build_render_dag(
     **dag_kwargs: Any,
 ) -> DAG:
     """The DAG of a rendered config. `dag_kwargs` go to `DAG(...)` (tags, default_args,
-    start_date...)."""
+    start_date...).
+
+    :param render: the config rendered by `rendering.render_config` (or the render cache)
+    :param dag_id: the DAG's id
+    :param schedule: Airflow schedule; None: triggered runs only
+    :param backend: `slurm` (sbatch) or `local` (batches run as processes on the worker)
+    :param slurm_conn_id: Airflow connection of type `slurm` whose extras give defaults
+    :param ssh_conn_id: Airflow SSH connection to the login node; None: the SLURM CLI on the
+        worker
+    :param output_dir: base output directory, a sub-directory per DAG run; with SSH an
+        absolute path on the cluster (default `$AIRFLOW_HOME/jobforge-output/<dag_id>`)
+    :param python: interpreter on the compute nodes that imports airflow_jobforge
+    :param pythonpath: PYTHONPATH on the compute nodes
+    :param workdir: working directory of the batches on the nodes (`sbatch --chdir`)
+    :param poll_interval: seconds between status queries of the wait tasks
+    :param deferrable: wait in the triggerer (default) instead of holding a worker slot
+    :param file: the config's path, named in errors and in the DAG's docs
+    :param dag_kwargs: more `DAG(...)` arguments; default `catchup=False`,
+        `max_active_runs=1`, `tags=["jobforge"]`
+    """
     dag_kwargs.setdefault("catchup", False)
     dag_kwargs.setdefault("tags", ["jobforge"])
     dag_kwargs.setdefault("max_active_runs", 1)
@@ -367,6 +395,11 @@ class JobForgeTaskGroup(TaskGroup):
     """Embed a config's tasks in your own DAG: `with JobForgeTaskGroup("sims", config, ...)`.
 
     The DAG should declare the params of `dag_params()` for run-time overrides to apply.
+
+    :param group_id: the TaskGroup's id
+    :param config: the job configuration
+    :param options: `add_render_tasks`' keyword arguments (`output_dir` is required; backend,
+        connections, python, ...) and `job_tasks`
     """
 
     def __init__(self, group_id: str, config: JobConfiguration, **options: Any) -> None:
@@ -408,6 +441,13 @@ def load_dags(
     every DAG of a file with an import error stale (`_update_import_errors`): gone from the
     DAG list, never scheduled, refused when triggered. `raise_config_errors` in a DAG file of
     its own makes broken configs import errors of that file instead.
+
+    :param path_or_glob: a config file, or a glob of them (`/configs/*.json`)
+    :param namespace: where the DAGs go, the DAG file's `globals()`
+    :param dag_id_prefix: each DAG's id is this prefix plus the file's stem
+    :param job_tasks: one task per job; None: only for configs of up to 100 jobs
+    :param cache: use the on-disk render cache (`$JOBFORGE_CACHE_DIR`)
+    :param options: `build_render_dag`'s keyword arguments, the same for every DAG
     """
     wanted = get_parsing_context().dag_id
     dags = {}
@@ -456,6 +496,9 @@ def raise_config_errors(
     Cheap: the same cached renders as `load_dags`; workers never parse a file without DAGs.
     Airflow's discovery safe mode only parses files that contain "airflow" and "dag": say
     "DAG" in that file's docstring.
+
+    :param path_or_glob: the same config file or glob as the `load_dags` call
+    :param job_tasks: as given to `load_dags`
     """
     errors = config_errors(path_or_glob, job_tasks=job_tasks)
     if errors:

@@ -39,16 +39,27 @@ class _Frozen(BaseModel):
 class Job(_Frozen):
     """One shell command to run on a compute node."""
 
-    name: JobName
+    name: JobName = Field(
+        description="Unique; 1-200 of A-Z a-z 0-9 _ . - (no leading . or -): it is an Airflow "
+        "task id and a file name"
+    )
     command: str = Field(description="Run by bash on the node; the only user text reaching a shell")
     blocked_by: tuple[str, ...] = Field(default=(), description="Names of jobs that must end first")
     cancel_on_blocking_job_failure: bool = Field(
         default=False,
         description="Cancel this job when a blocker fails; otherwise it runs once they ended",
     )
-    estimated_run_minutes: float | None = Field(default=None, gt=0)
-    submission_group: GroupName | None = None
-    extension: str = DEFAULT_EXTENSION
+    estimated_run_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        description="Expected run time; time-based batching needs it; at most the walltime",
+    )
+    submission_group: GroupName | None = Field(
+        default=None, description="The job's group; optional when there is one group"
+    )
+    extension: str = Field(
+        default=DEFAULT_EXTENSION, description="The job extension (`jobforge extensions list`)"
+    )
     ext: dict[str, Any] = Field(default_factory=dict, description="Free data for extensions")
 
     @field_validator("command")
@@ -64,19 +75,25 @@ class Job(_Frozen):
 class SlurmParams(_Frozen):
     """sbatch options of a submission group; every value is validated before rendering."""
 
-    account: SlurmWord | None = None
-    partition: SlurmWord | None = None
-    qos: SlurmWord | None = None
-    reservation: SlurmWord | None = None
-    walltime: Walltime = DEFAULT_WALLTIME
-    nodes: int = Field(default=1, ge=1)
-    ntasks: int | None = Field(default=None, ge=1)
-    ntasks_per_node: int | None = Field(default=None, ge=1)
-    cpus_per_task: int | None = Field(default=None, ge=1)
-    mem: Memory | None = None
-    tmp: Memory | None = None
-    gres: Gres | None = None
-    constraint: Constraint | None = None
+    account: SlurmWord | None = Field(default=None, description="--account")
+    partition: SlurmWord | None = Field(default=None, description="--partition")
+    qos: SlurmWord | None = Field(default=None, description="--qos")
+    reservation: SlurmWord | None = Field(default=None, description="--reservation")
+    walltime: Walltime = Field(
+        default=DEFAULT_WALLTIME, description="--time: M, M:S, H:M:S, D-H, D-H:M or D-H:M:S"
+    )
+    nodes: int = Field(default=1, ge=1, description="--nodes")
+    ntasks: int | None = Field(default=None, ge=1, description="--ntasks")
+    ntasks_per_node: int | None = Field(default=None, ge=1, description="--ntasks-per-node")
+    cpus_per_task: int | None = Field(
+        default=None, ge=1, description="--cpus-per-task; match batching.num_processes"
+    )
+    mem: Memory | None = Field(default=None, description="--mem: an integer, optional K/M/G/T")
+    tmp: Memory | None = Field(default=None, description="--tmp: an integer, optional K/M/G/T")
+    gres: Gres | None = Field(
+        default=None, description="--gres: comma-separated name[:type][:count], e.g. gpu:a100:2"
+    )
+    constraint: Constraint | None = Field(default=None, description="--constraint")
     extra: tuple[ExtraOption, ...] = Field(
         default=(), description="More sbatch options, each '--key' or '--key=value'"
     )
@@ -111,10 +128,14 @@ class BatchingParams(_Frozen):
 class ContainerParams(_Frozen):
     """Run the node runner inside an Apptainer/Singularity image."""
 
-    image: str = Field(min_length=1)
-    runtime: Literal["apptainer", "singularity"] = "apptainer"
-    bind: tuple[str, ...] = ()
-    exec_args: tuple[str, ...] = ()
+    image: str = Field(min_length=1, description="The image, e.g. /images/sim.sif")
+    runtime: Literal["apptainer", "singularity"] = Field(
+        default="apptainer", description="`<runtime> exec` runs the node runner"
+    )
+    bind: tuple[str, ...] = Field(default=(), description="Paths to bind (`--bind` each)")
+    exec_args: tuple[str, ...] = Field(
+        default=(), description="More arguments of `<runtime> exec`, before the image"
+    )
 
     @field_validator("image", "bind", "exec_args")
     @classmethod
@@ -128,14 +149,16 @@ class ContainerParams(_Frozen):
 class OutOfMemoryRetry(_Frozen):
     """After OUT_OF_MEMORY: the next attempt asks for `mem_factor` x the memory, capped."""
 
-    mem_factor: float = Field(default=2.0, gt=1)
+    mem_factor: float = Field(default=2.0, gt=1, description="The next attempt's mem: this x")
     max_mem: Memory | None = Field(default=None, description="Never ask for more than this")
 
 
 class TimeoutRetry(_Frozen):
     """After TIMEOUT: the next attempt asks for `walltime_factor` x the walltime, capped."""
 
-    walltime_factor: float = Field(default=2.0, gt=1)
+    walltime_factor: float = Field(
+        default=2.0, gt=1, description="The next attempt's walltime: this x"
+    )
     max_walltime: Walltime | None = Field(default=None, description="Never ask for more")
 
 
@@ -144,8 +167,10 @@ class RetryParams(_Frozen):
     that did not succeed run again, alone (Nextflow's / Snakemake's attempt-based resources).
     Off unless set."""
 
-    out_of_memory: OutOfMemoryRetry | None = None
-    timeout: TimeoutRetry | None = None
+    out_of_memory: OutOfMemoryRetry | None = Field(
+        default=None, description="After OUT_OF_MEMORY; needs slurm.mem"
+    )
+    timeout: TimeoutRetry | None = Field(default=None, description="After TIMEOUT")
     max_attempts: int = Field(
         default=2, ge=1, description="Attempts of a batch in all, the first one included"
     )
@@ -162,12 +187,22 @@ class MonitorParams(_Frozen):
 class SubmissionGroup(_Frozen):
     """A set of jobs sharing SLURM parameters and batching rules."""
 
-    name: GroupName
-    slurm: SlurmParams = Field(default_factory=SlurmParams)
-    batching: BatchingParams = Field(default_factory=BatchingParams)
-    container: ContainerParams | None = None
-    retry: RetryParams | None = None
-    monitor: MonitorParams = Field(default_factory=MonitorParams)
+    name: GroupName = Field(
+        description="Unique; 1-100 of A-Z a-z 0-9 _ - (it becomes an Airflow TaskGroup id)"
+    )
+    slurm: SlurmParams = Field(default_factory=SlurmParams, description="sbatch options")
+    batching: BatchingParams = Field(
+        default_factory=BatchingParams, description="How jobs share node allocations"
+    )
+    container: ContainerParams | None = Field(
+        default=None, description="Run the node runner in this image"
+    )
+    retry: RetryParams | None = Field(
+        default=None, description="Retry OUT_OF_MEMORY / TIMEOUT with more; off unless set"
+    )
+    monitor: MonitorParams = Field(
+        default_factory=MonitorParams, description="The resource monitor on the nodes"
+    )
 
     @model_validator(mode="after")
     def _retry_needs_limits(self) -> SubmissionGroup:
@@ -180,9 +215,16 @@ class SubmissionGroup(_Frozen):
 class JobPostProcessConfig(_Frozen):
     """A class imported and called after each job with its result and output dir."""
 
-    module: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-    class_name: str = Field(alias="class", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    data: dict[str, Any] = Field(default_factory=dict)
+    module: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="Importable module, on the Airflow workers",
+    )
+    class_name: str = Field(
+        alias="class",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Class in it: `Class(data).run(job_name, result, output_dir)`",
+    )
+    data: dict[str, Any] = Field(default_factory=dict, description="Handed to the constructor")
 
 
 class JobConfiguration(BaseModel):
@@ -190,18 +232,28 @@ class JobConfiguration(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    format_version: str = FORMAT_VERSION
-    jobs: list[Job] = Field(default_factory=list)
-    submission_groups: list[SubmissionGroup] = Field(default_factory=list)
+    format_version: str = Field(
+        default=FORMAT_VERSION, description="Format of the file; major version 1"
+    )
+    jobs: list[Job] = Field(default_factory=list, description="The jobs")
+    submission_groups: list[SubmissionGroup] = Field(
+        default_factory=list, description="Without any, a group `default` is created"
+    )
     setup_command: str | None = Field(default=None, description="Runs once before all jobs")
     teardown_command: str | None = Field(default=None, description="Runs once after all jobs")
     node_setup_command: str | None = Field(default=None, description="Runs on each batch's node")
     node_teardown_command: str | None = Field(
         default=None, description="Runs on each batch's node after its jobs, always"
     )
-    user_data: dict[str, Any] = Field(default_factory=dict)
-    job_post_process_config: JobPostProcessConfig | None = None
-    job_global_config: dict[str, Any] | None = None
+    user_data: dict[str, Any] = Field(
+        default_factory=dict, description="Free data kept with the config (JADE's user data API)"
+    )
+    job_post_process_config: JobPostProcessConfig | None = Field(
+        default=None, description="Called on the worker for each job that succeeded"
+    )
+    job_global_config: dict[str, Any] | None = Field(
+        default=None, description="Free data kept with the config (JADE's; jobforge ignores it)"
+    )
 
     @model_validator(mode="before")
     @classmethod

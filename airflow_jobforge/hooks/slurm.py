@@ -56,6 +56,20 @@ class ClusterSettings:
 
 
 class SlurmHook(BaseHook):
+    """Reach a SLURM cluster (or the local backend) with the settings of a `slurm` connection.
+
+    Explicit arguments win over the connection's extras, so one connection can serve DAGs
+    that differ only in, say, the Python on the nodes.
+
+    :param slurm_conn_id: Airflow connection of type `slurm` whose extras give defaults
+        (`ssh_conn_id`, `partition`, `account`, `python`, `pythonpath`); None: no connection
+    :param backend: `slurm` (sbatch) or `local` (batches run as processes on this machine)
+    :param ssh_conn_id: Airflow SSH connection to the login node; None: the SLURM CLI here
+    :param python: interpreter on the compute nodes that imports airflow_jobforge
+        (default `python3`)
+    :param pythonpath: PYTHONPATH on the compute nodes, e.g. a copy of the package
+    """
+
     conn_name_attr = "slurm_conn_id"
     default_conn_name = "slurm_default"
     conn_type = "slurm"

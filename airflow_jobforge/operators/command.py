@@ -11,6 +11,13 @@ from airflow_jobforge.operators.base import ClusterMixin
 
 
 class JobForgeCommandOperator(ClusterMixin, BaseOperator):
+    """Runs a config's `setup_command` or `teardown_command` once per DAG run, by bash, where
+    batches are submitted (the worker, or the login node over SSH); non-zero exit fails it.
+
+    :param command: the shell command, run as `bash -c COMMAND`
+    :param cluster: `ClusterSettings` as a dict (backend, connections)
+    """
+
     ui_color = "#eeeeee"
 
     def __init__(self, *, command: str, cluster: dict[str, Any], **kwargs: Any) -> None:

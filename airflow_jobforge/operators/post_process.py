@@ -18,6 +18,17 @@ from airflow_jobforge.operators.base import ClusterMixin, run_output_dir
 
 
 class JobPostProcessOperator(ClusterMixin, BaseOperator):
+    """Calls `<module>.<class_name>(data).run(job, record, output_dir)` for one job that
+    succeeded; skipped when the job did not succeed or is not selected in the run.
+
+    :param job: the job's name
+    :param module: importable module holding the post-process class
+    :param class_name: the class (`class` in the config's `job_post_process_config`)
+    :param data: handed to the class's constructor
+    :param output_dir: base output directory; the run's own directory is passed to `run`
+    :param cluster: `ClusterSettings` as a dict (where the result records are read)
+    """
+
     ui_color = "#e6d6f0"
 
     def __init__(

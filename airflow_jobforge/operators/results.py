@@ -128,7 +128,15 @@ class _ResultBase(ClusterMixin, BaseOperator):
 
 
 class JobResultOperator(_ResultBase):
-    """One job: success, failure with its stderr tail, canceled (skipped), or missing."""
+    """One job: success, failure with its stderr tail, canceled (skipped), or missing.
+
+    :param job: the job's name
+    :param batch: the batch the job ran in
+    :param output_dir: base output directory; the run's records are under `<run id>/`
+    :param cluster: `ClusterSettings` as a dict (where the records are read, reruns submitted)
+    :param submit_task_id: the batch's submit task (its XCom is the request a rerun repeats)
+    :param poll_interval: seconds between status queries while a cleared task's rerun runs
+    """
 
     def __init__(self, *, job: str, **kwargs: Any) -> None:
         super().__init__(jobs=[job], **kwargs)
@@ -161,7 +169,15 @@ class JobResultOperator(_ResultBase):
 
 
 class BatchResultOperator(_ResultBase):
-    """All jobs of a batch in one task: a table in the log, every record in XCom."""
+    """All jobs of a batch in one task: a table in the log, every record in XCom.
+
+    :param jobs: the batch's job names
+    :param batch: the batch's name
+    :param output_dir: base output directory; the run's records are under `<run id>/`
+    :param cluster: `ClusterSettings` as a dict (where the records are read, reruns submitted)
+    :param submit_task_id: the batch's submit task (its XCom is the request a rerun repeats)
+    :param poll_interval: seconds between status queries while a cleared task's rerun runs
+    """
 
     def _report(self, context: Any, names: list[str]) -> Any:
         client = self.hook.get_client()

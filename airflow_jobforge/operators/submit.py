@@ -42,6 +42,17 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
     sbatch, the API server was away) adopts the job an earlier try of its series submitted,
     whatever its state: the batch ran, and the wait task judges how. A user's clear starts a
     new series and submits anew, unless the previous try's job still runs (adopt it).
+
+    Infrastructure retries (6, exponential backoff from 15 s to 3 min) apply unless the task
+    or the DAG's `default_args` set `retries`/`retry_delay`.
+
+    :param batch: the batch to run (`BatchSpec` as a dict: its name and jobs)
+    :param slurm: the submission group's sbatch options (`SlurmParams` as a dict); the DAG
+        run's params `partition`, `account`, `qos`, `walltime` override them
+    :param output_dir: base output directory; each DAG run writes under `<output_dir>/<run id>`
+    :param cluster: `ClusterSettings` as a dict (backend, connections, python on the nodes)
+    :param container: the group's container (`ContainerParams` as a dict), if any
+    :param workdir: working directory of the batch on the node (`sbatch --chdir`; absolute)
     """
 
     ui_color = "#d6e4f0"

@@ -68,6 +68,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     :param cluster: ClusterSettings as a dict (backend, connections, python on the nodes)
     :param deferrable: wait in the triggerer (default) instead of a worker slot
     :param poll_interval: seconds between status queries (backing off to max_poll_interval)
+    :param max_poll_interval: the longest wait between two status queries, in seconds
     :param grace_s: how long a job no SLURM source knows may stay unknown
     :param max_resubmits: resubmissions after NODE_FAIL / BOOT_FAIL / PREEMPTED
     :param retry: the group's retry-with-more-resources rule (`RetryParams` as a dict)

@@ -22,6 +22,19 @@ _killing: set[asyncio.Future[None]] = set()
 
 
 class SlurmJobTrigger(BaseTrigger):
+    """Fires one event when a SLURM job reaches a final state: its state, exit code, reason
+    and outcome. Every trigger of a triggerer waiting on the same cluster shares one poller,
+    so N waiting batches cost one `squeue` per poll, not N.
+
+    :param job_id: the SLURM job id (or the local backend's id)
+    :param exit_file: the batch's exit-code file, the truth when accounting is off or lags
+    :param cluster: `ClusterSettings` as a dict, already resolved by the task that defers
+    :param poll_interval: seconds between status queries (backing off to max_poll_interval)
+    :param max_poll_interval: the longest wait between two status queries, in seconds
+    :param grace_s: how long a job no SLURM source knows may stay unknown before it fails
+    :param echo: data handed back unchanged in the event (the submit task's XCom)
+    """
+
     def __init__(
         self,
         job_id: str,
