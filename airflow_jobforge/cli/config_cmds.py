@@ -246,11 +246,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     csub = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
 
     p = csub.add_parser("create", help="one job per line of a commands file")
-    p.add_argument("commands_file")
+    p.add_argument("commands_file", help="one command per line; blank lines and # comments skipped")
     p.add_argument("-c", "--config-file", default="config.json", help="output (.json or .toml)")
     p.add_argument("--group", help="put every job in this submission group")
     p.add_argument("--minutes-per-job", type=float, help="estimated_run_minutes of every job")
-    p.add_argument("--cancel-on-blocking-job-failure", action="store_true")
+    p.add_argument(
+        "--cancel-on-blocking-job-failure",
+        action="store_true",
+        help="set cancel_on_blocking_job_failure on every job",
+    )
     p.add_argument(
         "--append-output-dir",
         metavar="DIR",
@@ -261,32 +265,38 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_create)
 
     p = csub.add_parser("show", help="print the jobs as a table")
-    p.add_argument("config_file")
+    p.add_argument("config_file", help="configuration (.json or .toml)")
     p.set_defaults(func=cmd_show)
 
     p = csub.add_parser("validate", help="report every problem of the configs (exit 2 if any)")
-    p.add_argument("config_files", nargs="+")
+    p.add_argument("config_files", nargs="+", help="configurations (.json or .toml)")
     p.set_defaults(func=cmd_validate)
 
     p = csub.add_parser("filter", help="keep jobs by index/range and/or field=value (glob)")
-    p.add_argument("config_file")
+    p.add_argument("config_file", help="configuration (.json or .toml)")
     p.add_argument("indices", nargs="*", help="0-based indices or ranges like 3-9")
-    p.add_argument("-f", "--field", action="append", metavar="FIELD=VALUE")
+    p.add_argument(
+        "-f",
+        "--field",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="keep jobs whose FIELD matches the glob VALUE (repeatable: all must match)",
+    )
     p.add_argument("-o", "--output", help="write here instead of in place")
     p.set_defaults(func=cmd_filter)
 
     p = csub.add_parser(
         "assign-blocked-by", help="make JOB blocked by BLOCKERS (all other jobs if none given)"
     )
-    p.add_argument("config_file")
-    p.add_argument("job")
-    p.add_argument("blockers", nargs="*")
-    p.add_argument("-o", "--output")
+    p.add_argument("config_file", help="configuration (.json or .toml)")
+    p.add_argument("job", help="the job to block")
+    p.add_argument("blockers", nargs="*", help="names of the jobs it waits for")
+    p.add_argument("-o", "--output", help="write here instead of in place")
     p.set_defaults(func=cmd_assign_blocked_by)
 
     p = csub.add_parser("add-group", help="add a submission group")
-    p.add_argument("config_file")
-    p.add_argument("name")
+    p.add_argument("config_file", help="configuration (.json or .toml)")
+    p.add_argument("name", help="the new group's name")
     for key in (
         "account",
         "partition",
@@ -298,39 +308,48 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "gres",
         "constraint",
     ):
-        p.add_argument(f"--{key}")
+        p.add_argument(f"--{key}", help=f"slurm.{key}")
     for key in ("nodes", "ntasks", "ntasks_per_node", "cpus_per_task"):
-        p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=int)
+        p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=int, help=f"slurm.{key}")
     p.add_argument(
         "--sbatch-option",
         action="append",
         metavar="--KEY=VALUE",
         help="extra sbatch option (repeatable)",
     )
-    p.add_argument("--per-node-batch-size", type=int)
-    p.add_argument("--num-processes", type=int)
-    p.add_argument("--time-based-batching", action="store_true", default=None)
+    p.add_argument("--per-node-batch-size", type=int, help="batching.per_node_batch_size")
+    p.add_argument("--num-processes", type=int, help="batching.num_processes")
     p.add_argument(
-        "--no-try-add-blocked-jobs", dest="try_add_blocked_jobs", action="store_false", default=None
+        "--time-based-batching",
+        action="store_true",
+        default=None,
+        help="batching.time_based_batching",
     )
-    p.add_argument("--container-image")
+    p.add_argument(
+        "--no-try-add-blocked-jobs",
+        dest="try_add_blocked_jobs",
+        action="store_false",
+        default=None,
+        help="batching.try_add_blocked_jobs false",
+    )
+    p.add_argument("--container-image", help="container.image (runtime apptainer)")
     p.add_argument(
         "--jobs", nargs="+", metavar="NAME_OR_GLOB", help="move these jobs into the new group"
     )
-    p.add_argument("-o", "--output")
+    p.add_argument("-o", "--output", help="write here instead of in place")
     p.set_defaults(func=cmd_add_group)
 
     p = csub.add_parser("schema", help="print the JSON Schema of configuration files")
     p.set_defaults(func=cmd_schema)
 
     p = csub.add_parser("import-jade", help="convert a JADE (nrel-jade v0.2.0) config")
-    p.add_argument("jade_config")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("jade_config", help="JADE config.json")
+    p.add_argument("-o", "--output", required=True, help="new config (.json or .toml)")
     p.set_defaults(func=cmd_import_jade)
 
     p = sub.add_parser("auto-config", help="create a config with an extension's auto_config")
-    p.add_argument("extension")
-    p.add_argument("inputs", nargs="+")
-    p.add_argument("-c", "--config-file", default="config.json")
+    p.add_argument("extension", help="a registered extension (jobforge extensions list)")
+    p.add_argument("inputs", nargs="+", help="what the extension's auto_config takes")
+    p.add_argument("-c", "--config-file", default="config.json", help="output (.json or .toml)")
     p.add_argument("-p", "--job-post-process-config", help="JSON/TOML with module, class, data")
     p.set_defaults(func=cmd_auto_config)

@@ -61,10 +61,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="show how the jobs are grouped into batches")
-    p.add_argument("config_file")
+    p.add_argument("config_file", help="configuration (.json or .toml)")
     p.set_defaults(func=cmd_plan)
     p = sub.add_parser("run", help="run a configuration's DAG once with embedded Airflow")
-    p.add_argument("config_file")
+    p.add_argument("config_file", help="configuration (.json or .toml)")
     p.add_argument(
         "--backend",
         choices=["local", "slurm"],
