@@ -131,11 +131,8 @@ class JobResultOperator(_ResultBase):
     """One job: success, failure with its stderr tail, canceled (skipped), or missing.
 
     :param job: the job's name
-    :param batch: the batch the job ran in
-    :param output_dir: base output directory; the run's records are under `<run id>/`
-    :param cluster: `ClusterSettings` as a dict (where the records are read, reruns submitted)
-    :param submit_task_id: the batch's submit task (its XCom is the request a rerun repeats)
-    :param poll_interval: seconds between status queries while a cleared task's rerun runs
+    :param kwargs: `batch`, `output_dir`, `cluster`, `submit_task_id` and `poll_interval`
+        as for `BatchResultOperator`, and `BaseOperator`'s arguments
     """
 
     def __init__(self, *, job: str, **kwargs: Any) -> None:
