@@ -4,13 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= .jobforge/demo
+# Material for MkDocs prints a banner about MkDocs 2.0 on every build; it is no warning.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
 
-.PHONY: venv demo test unit cluster deployment bench clean
+.PHONY: venv demo test unit docs cluster deployment bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,postgres]"
+	$(PY) -m pip install -q -e ".[test,postgres,docs]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -38,10 +40,15 @@ deployment: venv cluster
 
 test: venv cluster deployment
 	$(PY) -m ruff check airflow_jobforge tests benchmarks scripts
+	$(MKDOCS) build --strict
 	$(PY) -m pytest -q --durations=10
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
+
+# The documentation site into .jobforge/site (mkdocs.yml); a broken link or reference fails it.
+docs: venv
+	$(MKDOCS) build --strict
 
 bench: venv cluster
 	$(PY) benchmarks/planner.py
