@@ -36,6 +36,8 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 # --- packages ------------------------------------------------------------------------------
 # shellcheck source=../packages.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../packages.sh"
+# shellcheck source=conf.sh
+source "$(dirname "${BASH_SOURCE[0]}")/conf.sh"
 ensure_packages slurmctld slurmd slurm-client munge slurmdbd mariadb-server openssh-server
 
 mkdir -p "$STATE_DIR" /etc/slurm /var/log/slurm /var/lib/slurm/slurmctld /var/lib/slurm/slurmd \
@@ -61,17 +63,6 @@ else
   TASK_PLUGIN=task/none
   GATHER=jobacct_gather/linux
 fi
-if ((ACCOUNTING)); then
-  # Sampled every second, so that MaxRSS and TotalCPU exist for short test jobs too.
-  ACCT_LINES="AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=localhost
-AccountingStoreFlags=job_comment
-JobAcctGatherType=$GATHER
-JobAcctGatherFrequency=task=1"
-else
-  ACCT_LINES="AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none"
-fi
 new_cgroup_conf=$(cat <<CONF
 # Written by airflow-jobforge scripts/slurm/start.sh
 CgroupPlugin=cgroup/v1
@@ -81,39 +72,10 @@ ConstrainSwapSpace=yes
 AllowedSwapSpace=0
 CONF
 )
-new_conf=$(cat <<CONF
-# Written by airflow-jobforge scripts/slurm/start.sh
-ClusterName=$CLUSTER
-SlurmctldHost=$HOST
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-ProctrackType=proctrack/linuxproc
-TaskPlugin=$TASK_PLUGIN
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=$DEF_MEM_PER_CPU
-MpiDefault=none
-ReturnToService=2
-SchedulerType=sched/backfill
-StateSaveLocation=/var/lib/slurm/slurmctld
-SlurmdSpoolDir=/var/lib/slurm/slurmd
-SlurmctldPidFile=/run/slurm/slurmctld.pid
-SlurmdPidFile=/run/slurm/slurmd.pid
-SlurmctldLogFile=/var/log/slurm/slurmctld.log
-SlurmdLogFile=/var/log/slurm/slurmd.log
-SlurmctldDebug=info
-SlurmdDebug=info
-KillWait=10
-MinJobAge=300
-InactiveLimit=0
-Waittime=0
-$ACCT_LINES
-NodeName=$HOST CPUs=$CPUS RealMemory=$REAL_MEM State=UNKNOWN
-PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
-PartitionName=other Nodes=$HOST Default=NO MaxTime=INFINITE State=UP
-CONF
-)
+new_conf=$(slurm_conf "$CLUSTER" "$HOST" "$TASK_PLUGIN" "$DEF_MEM_PER_CPU" \
+  "$(slurm_acct_lines "$ACCOUNTING" localhost "$GATHER")" \
+  "NodeName=$HOST CPUs=$CPUS RealMemory=$REAL_MEM State=UNKNOWN
+$(slurm_partition_lines "$HOST")")
 conf_changed=0
 if [[ ! -f /etc/slurm/slurm.conf ]] || [[ "$(cat /etc/slurm/slurm.conf)" != "$new_conf" ]]; then
   printf '%s\n' "$new_conf" > /etc/slurm/slurm.conf
@@ -152,21 +114,8 @@ if ((ACCOUNTING)); then
     (mysqld_safe --skip-syslog >/dev/null 2>&1 &)
     wait_for 60 mariadb mysqladmin ping
   fi
-  mysql -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
-    CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
-    GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
-  cat > /etc/slurm/slurmdbd.conf <<CONF
-AuthType=auth/munge
-DbdHost=localhost
-SlurmUser=root
-StorageType=accounting_storage/mysql
-StorageHost=localhost
-StorageUser=slurm
-StoragePass=$DB_PASS
-StorageLoc=slurm_acct_db
-LogFile=/var/log/slurm/slurmdbd.log
-PidFile=/run/slurm/slurmdbd.pid
-CONF
+  mysql -e "$(slurm_db_sql "$DB_PASS")"
+  slurmdbd_conf localhost "$DB_PASS" > /etc/slurm/slurmdbd.conf
   chmod 600 /etc/slurm/slurmdbd.conf
   if ! pgrep -x slurmdbd >/dev/null; then
     log "starting slurmdbd"

@@ -1,0 +1,88 @@
+# SLURM configuration text, shared by scripts/slurm/start.sh (one node: this machine) and the
+# container stack's entrypoint (docker/slurm/entrypoint.sh: a controller, slurmdbd and compute
+# nodes in separate containers). Sourced, never run; every function prints text only.
+
+# slurm_acct_lines ACCOUNTING DBD_HOST GATHER: the accounting part of slurm.conf.
+# Sampled every second, so that MaxRSS and TotalCPU exist for short test jobs too.
+slurm_acct_lines() {
+  if (($1)); then
+    cat <<CONF
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=$2
+AccountingStoreFlags=job_comment
+JobAcctGatherType=$3
+JobAcctGatherFrequency=task=1
+CONF
+  else
+    cat <<CONF
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+CONF
+  fi
+}
+
+# slurm_conf CLUSTER CTLD_HOST TASK_PLUGIN DEF_MEM_PER_CPU ACCT_LINES NODE_LINES
+# NODE_LINES: the NodeName= and PartitionName= lines.
+slurm_conf() {
+  cat <<CONF
+# Written by airflow-jobforge scripts/slurm/start.sh
+ClusterName=$1
+SlurmctldHost=$2
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=$3
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=$4
+MpiDefault=none
+ReturnToService=2
+SchedulerType=sched/backfill
+StateSaveLocation=/var/lib/slurm/slurmctld
+SlurmdSpoolDir=/var/lib/slurm/slurmd
+SlurmctldPidFile=/run/slurm/slurmctld.pid
+SlurmdPidFile=/run/slurm/slurmd.pid
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+KillWait=10
+MinJobAge=300
+InactiveLimit=0
+Waittime=0
+$5
+$6
+CONF
+}
+
+# slurm_partition_lines NODES: the partitions every jobforge cluster has (debug is the default).
+slurm_partition_lines() {
+  cat <<CONF
+PartitionName=debug Nodes=$1 Default=YES MaxTime=INFINITE State=UP
+PartitionName=other Nodes=$1 Default=NO MaxTime=INFINITE State=UP
+CONF
+}
+
+# slurmdbd_conf DBD_HOST DB_PASS: slurmdbd.conf, its MariaDB on the same host.
+slurmdbd_conf() {
+  cat <<CONF
+AuthType=auth/munge
+DbdHost=$1
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=slurm
+StoragePass=$2
+StorageLoc=slurm_acct_db
+LogFile=/var/log/slurm/slurmdbd.log
+PidFile=/run/slurm/slurmdbd.pid
+CONF
+}
+
+# slurm_db_sql DB_PASS: the accounting database and its user (idempotent SQL).
+slurm_db_sql() {
+  echo "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+    CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$1';
+    GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
+}
