@@ -14,6 +14,9 @@ AIRFLOW_HOME_DIR=${JOBFORGE_AIRFLOW_HOME:-$STATE_DIR/home}
 DAGS_DIR=${JOBFORGE_AIRFLOW_DAGS_FOLDER:-$AIRFLOW_HOME_DIR/dags}
 AIRFLOW_BIN=${JOBFORGE_AIRFLOW_BIN:-$REPO/.venv/bin/airflow}
 API_HOST=127.0.0.1
+# Where the api-server listens; the URL the components and tests use stays $API_HOST. A
+# container (docker/airflow) binds 0.0.0.0 so that a published port reaches it.
+API_BIND=${JOBFORGE_AIRFLOW_BIND:-$API_HOST}
 API_PORT=${JOBFORGE_AIRFLOW_PORT:-8080}
 API_URL="http://$API_HOST:$API_PORT"
 ENV_FILE=$STATE_DIR/env

@@ -15,7 +15,8 @@
 #
 # Overrides (environment): JOBFORGE_AIRFLOW_STATE (/var/lib/jobforge-airflow),
 # JOBFORGE_AIRFLOW_HOME ($STATE/home), JOBFORGE_AIRFLOW_DAGS_FOLDER ($HOME/dags),
-# JOBFORGE_AIRFLOW_BIN (the repo's .venv/bin/airflow), JOBFORGE_AIRFLOW_PORT (8080).
+# JOBFORGE_AIRFLOW_BIN (the repo's .venv/bin/airflow), JOBFORGE_AIRFLOW_PORT (8080),
+# JOBFORGE_AIRFLOW_BIND (the api-server's listen address, 127.0.0.1).
 # Extra Airflow settings: put AIRFLOW__SECTION__KEY=value lines into $STATE/extra.env.
 #
 # The configuration is AIRFLOW__* variables only (airflow.cfg stays an empty placeholder), written
@@ -111,7 +112,7 @@ AIRFLOW__CORE__FERNET_KEY=$(secret FERNET_KEY)
 AIRFLOW__CORE__EXECUTION_API_SERVER_URL=$API_URL/execution/
 AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL=5
 AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://airflow:airflow@127.0.0.1:5432/airflow
-AIRFLOW__API__HOST=$API_HOST
+AIRFLOW__API__HOST=$API_BIND
 AIRFLOW__API__PORT=$API_PORT
 AIRFLOW__API__WORKERS=1
 AIRFLOW__API__SECRET_KEY=$(secret SECRET_KEY)
@@ -168,7 +169,7 @@ fi
 # --- components ----------------------------------------------------------------------------
 command_of() {
   case $1 in
-    api-server) echo "api-server --host $API_HOST --port $API_PORT" ;;
+    api-server) echo "api-server --host $API_BIND --port $API_PORT" ;;
     *) echo "$1" ;;
   esac
 }
