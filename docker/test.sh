@@ -103,7 +103,7 @@ log "run $RUN_ID: $state"
 api GET "/api/v2/dags/$DAG_ID/dagRuns/$RUN_ID/taskInstances" |
   python3 -c 'import json, sys
 for t in json.load(sys.stdin)["task_instances"]:
-    print(f"[docker-test]   {t[\"task_id\"]}: {t[\"state\"]}", file=sys.stderr)'
+    print("[docker-test]   %s: %s" % (t["task_id"], t["state"]), file=sys.stderr)'
 phase run
 
 # --- the records, as the login node sees the shared output volume --------------------------
