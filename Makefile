@@ -7,7 +7,7 @@ DEMO_DIR ?= .jobforge/demo
 # Material for MkDocs prints a banner about MkDocs 2.0 on every build; it is no warning.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
 
-.PHONY: venv demo test unit docs cluster deployment bench clean
+.PHONY: venv demo test unit docs cluster deployment bench docker-test clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench: venv cluster
 	$(PY) benchmarks/planner.py
 	$(PY) benchmarks/node_runner.py
 	$(PY) benchmarks/slurm_rpcs.py
+
+# The whole stack in containers (docker/README.md), end to end; as root. Not part of `test`.
+docker-test:
+	docker/test.sh
 
 clean:
 	rm -rf $(VENV) .jobforge
