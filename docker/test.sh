@@ -63,7 +63,7 @@ phase daemon
 "$DOCKER_DIR/build-base.sh"
 phase base
 stage_ca_certs
-compose build -q
+compose build -q --force-rm
 phase build
 
 trap teardown EXIT
