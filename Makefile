@@ -42,6 +42,9 @@ test: venv cluster deployment
 	$(PY) -m ruff check airflow_jobforge tests benchmarks scripts
 	$(MKDOCS) build --strict
 	$(PY) -m pytest -q --durations=10
+	@if [ "$$(id -u)" = 0 ]; then docker/test.sh; \
+	elif [ "$${CI:-}" = true ]; then echo "CI=true and not root: docker/test.sh cannot run" >&2; exit 1; \
+	else echo "not root: the container stack test (docker/test.sh) did not run"; fi
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
@@ -55,7 +58,7 @@ bench: venv cluster
 	$(PY) benchmarks/node_runner.py
 	$(PY) benchmarks/slurm_rpcs.py
 
-# The whole stack in containers (docker/README.md), end to end; as root. Not part of `test`.
+# The whole stack in containers (docker/README.md), end to end; as root. `test` runs it last.
 docker-test:
 	docker/test.sh
 
