@@ -147,5 +147,14 @@ python3 -c "$check" "$CONFIG" "$state" <<<"$records"
 curl -sf "http://127.0.0.1:$JOBFORGE_DOCKER_PORT/api/v2/version" >/dev/null ||
   die "the api-server does not answer on the published 127.0.0.1:$JOBFORGE_DOCKER_PORT"
 log "published port 127.0.0.1:$JOBFORGE_DOCKER_PORT answers"
+
+# --- the metadata database is the postgres service's --------------------------------------
+compose exec -T airflow sh -c 'grep -q "@postgres:5432/" "$JOBFORGE_AIRFLOW_STATE/env" 2>/dev/null ||
+  grep -q "@postgres:5432/" /var/lib/jobforge-airflow/env' ||
+  die "Airflow's metadata database is not the postgres service"
+if compose exec -T airflow pgrep -x postgres >/dev/null; then
+  die "a PostgreSQL runs inside the airflow container"
+fi
+log "Airflow's metadata database is the postgres service"
 phase check
 log "PASSED"

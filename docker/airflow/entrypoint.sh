@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Airflow image's entrypoint: the repository's scripts/airflow/start.sh, as on a host
-# (PostgreSQL and the four components as processes of this container, readiness wait
-# included), with the api-server bound to 0.0.0.0 for the published port. Then it follows the
+# (the four components as processes of this container, readiness wait included; the metadata
+# database is the `postgres` service: JOBFORGE_AIRFLOW_DB_HOST), with the api-server bound to
+# 0.0.0.0 for the published port. Then it follows the
 # components' logs, and the container ends when one of them dies.
 #
 # The SSH connection `hpc_login` (dags/jobforge_over_ssh.py and the stack's own DAG use it)

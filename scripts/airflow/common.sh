@@ -18,6 +18,9 @@ API_HOST=127.0.0.1
 # container (docker/airflow) binds 0.0.0.0 so that a published port reaches it.
 API_BIND=${JOBFORGE_AIRFLOW_BIND:-$API_HOST}
 API_PORT=${JOBFORGE_AIRFLOW_PORT:-8080}
+# The metadata database: PostgreSQL on this host, managed by start.sh (the default), or an
+# external one (e.g. the compose stack's `postgres` service) that start.sh only waits for.
+DB_HOST=${JOBFORGE_AIRFLOW_DB_HOST:-127.0.0.1}
 API_URL="http://$API_HOST:$API_PORT"
 ENV_FILE=$STATE_DIR/env
 RUN_DIR=$STATE_DIR/run
@@ -147,3 +150,30 @@ stop_component() {
 }
 
 pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -1; }
+
+# The local PostgreSQL cluster with role and database `airflow` (idempotent). Used by
+# start.sh on a host and by the compose stack's `postgres` service (docker/postgres/).
+ensure_postgres() {
+  # shellcheck source=../packages.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/../packages.sh"
+  ensure_packages postgresql
+  local pg
+  pg=$(pg_version)
+  [[ -n $pg ]] || die "postgresql is installed but /usr/lib/postgresql holds no version"
+  pg_lsclusters -h "$pg" main >/dev/null 2>&1 || { log "creating cluster $pg/main"; pg_createcluster "$pg" main >/dev/null; }
+  if ! pg_lsclusters -h "$pg" main | awk '{print $4}' | grep -qx online; then
+    log "starting postgresql $pg/main"
+    pg_ctlcluster "$pg" main start 9>&-
+  fi
+  for _ in $(seq 150); do pg_isready -q -h 127.0.0.1 && break; sleep 0.2; done
+  pg_isready -q -h 127.0.0.1 || die "postgresql does not answer on 127.0.0.1 (see /var/log/postgresql/postgresql-$pg-main.log)"
+  psql_admin() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -tA "$@"; }
+  if [[ $(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = 'airflow'") != 1 ]]; then
+    log "creating role airflow"
+    psql_admin -c "CREATE ROLE airflow LOGIN PASSWORD 'airflow'"
+  fi
+  if [[ $(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = 'airflow'") != 1 ]]; then
+    log "creating database airflow"
+    psql_admin -c "CREATE DATABASE airflow OWNER airflow"
+  fi
+}

@@ -13,7 +13,9 @@
 #   scripts/airflow/start.sh --no-wait-dags       # do not wait for DAG parsing
 #   scripts/airflow/start.sh --timeout 300        # readiness timeout (default 180 s)
 #
-# Overrides (environment): JOBFORGE_AIRFLOW_STATE (/var/lib/jobforge-airflow),
+# Overrides (environment): JOBFORGE_AIRFLOW_DB_HOST (an external PostgreSQL with role and
+# database airflow/airflow; default: the local one, installed and started here),
+# JOBFORGE_AIRFLOW_STATE (/var/lib/jobforge-airflow),
 # JOBFORGE_AIRFLOW_HOME ($STATE/home), JOBFORGE_AIRFLOW_DAGS_FOLDER ($HOME/dags),
 # JOBFORGE_AIRFLOW_BIN (the repo's .venv/bin/airflow), JOBFORGE_AIRFLOW_PORT (8080),
 # JOBFORGE_AIRFLOW_BIND (the api-server's listen address, 127.0.0.1).
@@ -53,26 +55,12 @@ PYTHON=$(dirname "$AIRFLOW_BIN")/python
 [[ -x $PYTHON ]] || PYTHON=python3
 
 # --- PostgreSQL ----------------------------------------------------------------------------
-# shellcheck source=../packages.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../packages.sh"
-ensure_packages postgresql
-PG=$(pg_version)
-[[ -n $PG ]] || die "postgresql is installed but /usr/lib/postgresql holds no version"
-pg_lsclusters -h "$PG" main >/dev/null 2>&1 || { log "creating cluster $PG/main"; pg_createcluster "$PG" main >/dev/null; }
-if ! pg_lsclusters -h "$PG" main | awk '{print $4}' | grep -qx online; then
-  log "starting postgresql $PG/main"
-  pg_ctlcluster "$PG" main start 9>&-
-fi
-for _ in $(seq 150); do pg_isready -q -h 127.0.0.1 && break; sleep 0.2; done
-pg_isready -q -h 127.0.0.1 || die "postgresql does not answer on 127.0.0.1 (see /var/log/postgresql/postgresql-$PG-main.log)"
-psql_admin() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -tA "$@"; }
-if [[ $(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = 'airflow'") != 1 ]]; then
-  log "creating role airflow"
-  psql_admin -c "CREATE ROLE airflow LOGIN PASSWORD 'airflow'"
-fi
-if [[ $(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = 'airflow'") != 1 ]]; then
-  log "creating database airflow"
-  psql_admin -c "CREATE DATABASE airflow OWNER airflow"
+if [[ $DB_HOST == 127.0.0.1 ]]; then
+  ensure_postgres
+else
+  log "waiting for the external PostgreSQL on $DB_HOST"
+  for _ in $(seq 600); do pg_isready -q -h "$DB_HOST" && break; sleep 0.5; done
+  pg_isready -q -h "$DB_HOST" || die "postgresql does not answer on $DB_HOST"
 fi
 
 # --- configuration -------------------------------------------------------------------------
@@ -111,7 +99,7 @@ AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$STATE_DIR/simple_auth_manager
 AIRFLOW__CORE__FERNET_KEY=$(secret FERNET_KEY)
 AIRFLOW__CORE__EXECUTION_API_SERVER_URL=$API_URL/execution/
 AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL=5
-AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://airflow:airflow@127.0.0.1:5432/airflow
+AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://airflow:airflow@$DB_HOST:5432/airflow
 AIRFLOW__API__HOST=$API_BIND
 AIRFLOW__API__PORT=$API_PORT
 AIRFLOW__API__WORKERS=1
@@ -151,7 +139,7 @@ CONFIG_ID=$( (cat "$ENV_FILE"; echo "$AIRFLOW_BIN") | sha256sum | cut -c1-16)
 # `airflow db migrate` is idempotent but costs a CLI start (~3 s): skip it when the database
 # is at the revision the last migrate of this same Airflow left it at.
 AIRFLOW_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("apache-airflow-core"))' 2>/dev/null || echo unknown)
-db_rev=$(PGPASSWORD=airflow psql -X -h 127.0.0.1 -U airflow -d airflow -tA \
+db_rev=$(PGPASSWORD=airflow psql -X -h "$DB_HOST" -U airflow -d airflow -tA \
   -c "SELECT version_num FROM alembic_version" 2>/dev/null || true)
 STAMP=$STATE_DIR/migrated
 if [[ -z $db_rev || ! -f $STAMP || "$(cat "$STAMP")" != "$AIRFLOW_VERSION $db_rev" ]]; then
@@ -161,7 +149,7 @@ if [[ -z $db_rev || ! -f $STAMP || "$(cat "$STAMP")" != "$AIRFLOW_VERSION $db_re
     tail -n 40 "$LOG_DIR/db-migrate.log" >&2
     die "airflow db migrate failed (log: $LOG_DIR/db-migrate.log)"
   fi
-  db_rev=$(PGPASSWORD=airflow psql -X -h 127.0.0.1 -U airflow -d airflow -tA -c "SELECT version_num FROM alembic_version")
+  db_rev=$(PGPASSWORD=airflow psql -X -h "$DB_HOST" -U airflow -d airflow -tA -c "SELECT version_num FROM alembic_version")
   echo "$AIRFLOW_VERSION $db_rev" >"$STAMP"
   log "migrated to $db_rev in $((SECONDS - t0))s"
 fi
