@@ -330,10 +330,11 @@ class StatusTracker:
     success.
 
     The grace covers the gap between sbatch and the controller listing a job, and sacct lag.
-    After it, a job that accounting saw pending or running but that the controller no longer
-    knows, and that wrote no exit file, was lost by the controller (a slurmctld killed before
-    it saved its state purges such jobs on restart): RETRYABLE, so the wait task resubmits the
-    batch. A job no source knows at all is FAILED.
+    After it, a job that wrote no exit file and that the controller no longer knows was lost
+    by the controller (a slurmctld killed before it saved its state purges the jobs it had
+    just accepted on restart, before accounting may have seen them): RETRYABLE, so the wait
+    task resubmits the batch, at most `max_resubmits` times. Seen in the deployment's
+    slurmctld kill test: the purged job was known to no source at all.
     """
 
     grace_s: float = GRACE_S
@@ -350,11 +351,10 @@ class StatusTracker:
                 continue
             first = self._first_unknown.setdefault(job_id, now)
             if now - first >= self.grace_s:
-                lost = status.source == "sacct"
                 status = JobStatus(
                     job_id=job_id,
-                    state="LOST" if lost else status.state,
-                    outcome=Outcome.RETRYABLE if lost else Outcome.FAILED,
+                    state="LOST",
+                    outcome=Outcome.RETRYABLE,
                     reason=f"SLURM job {job_id} unknown for {now - first:.0f}s: {status.reason}",
                     source="tracker",
                 )

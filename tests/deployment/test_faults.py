@@ -55,7 +55,13 @@ def run_through(
     assert submissions_per_batch(jobs, DAG, run_id) == {"g-0000": 1, "g-0001": 1}, jobs
     assert {j.state for j in jobs} == {"COMPLETED"}, "nothing cancelled, nothing failed"
     out = run_dir(DAG, run_id)
-    assert dict(record_lines(out)) == dict.fromkeys(JOBS, 1), "exactly one record per job"
+    if lost_ok:
+        # A slurmctld that lost its state may itself relaunch a batch it had started (seen:
+        # its running job killed by signal 9 at the restart, then run again under the same
+        # id): jobforge resubmits nothing twice (above), and every job ends succeeded.
+        assert set(record_lines(out)) == set(JOBS) and max(record_lines(out).values()) <= 2
+    else:
+        assert dict(record_lines(out)) == dict.fromkeys(JOBS, 1), "exactly one record per job"
     assert all(r.succeeded for r in records(out).values())
     return run_id
 

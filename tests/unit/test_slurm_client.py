@@ -126,7 +126,9 @@ def test_without_accounting_sacct_is_asked_once_and_then_never_again():
     assert c.accounting.enabled is False
 
 
-def test_unknown_becomes_failed_after_the_grace_period_never_success():
+def test_a_job_no_source_knows_is_lost_after_the_grace_period_never_success():
+    """The controller purged it before accounting saw it (seen in the deployment's slurmctld
+    kill test): the wait's retry resubmits it, at most max_resubmits times."""
     now = [0.0]
     tracker = StatusTracker(grace_s=60, clock=lambda: now[0])
     c, _, _ = client({"squeue": [(0, "", "")] * 3, "sacct": [(0, "", "")] * 3})
@@ -134,8 +136,9 @@ def test_unknown_becomes_failed_after_the_grace_period_never_success():
     now[0] = 59
     assert tracker.resolve(c.status(["7"]))["7"].outcome is Outcome.UNKNOWN
     now[0] = 61
-    failed = tracker.resolve(c.status(["7"]))["7"]
-    assert failed.outcome is Outcome.FAILED and "unknown for 61s" in failed.reason
+    lost = tracker.resolve(c.status(["7"]))["7"]
+    assert lost.outcome is Outcome.RETRYABLE and lost.state == "LOST"
+    assert "unknown for 61s" in lost.reason
 
 
 def test_a_job_the_controller_lost_in_a_restart_is_retryable_after_the_grace_period():
