@@ -41,6 +41,7 @@ from airflow_jobforge.operators.submit import SlurmSubmitOperator
 from airflow_jobforge.render_cache import render_file
 from airflow_jobforge.rendering import Render, render_config
 from airflow_jobforge.sensors.slurm import SlurmJobSensor
+from airflow_jobforge.slurm.limits import check_rate
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ def add_render_tasks(
     poll_interval: float = 2.0,
     deferrable: bool = True,
     node_failure_retries: int = 2,
+    submit_rate_limit: float | None = None,
     file: str | None = None,
 ) -> tuple[list[Any], list[Any]]:
     """Create the tasks of a rendered config; only operator construction happens here.
@@ -145,6 +147,7 @@ def add_render_tasks(
         ssh_conn_id=ssh_conn_id,
         python=python,
         pythonpath=pythonpath,
+        submit_rate_limit=check_rate(submit_rate_limit),
     )
     wiring = _Wiring(
         asdict(settings), output_dir, workdir, poll_interval, deferrable, node_failure_retries
@@ -180,6 +183,8 @@ def _batch_tasks(
         slurm=batch.slurm,
         container=batch.container,
         workdir=wiring.workdir,
+        max_concurrent_batches=batch.max_concurrent_batches,
+        queue_poll_interval=max(wiring.poll_interval, 2.0),
         trigger_rule=ALL_DONE if batch.depends_on else "all_success",
         doc_md=f"Submits batch `{batch.name}`: {len(batch.jobs)} jobs.",
         **wiring.common,
@@ -337,6 +342,7 @@ def build_render_dag(
     workdir: str | None = None,
     poll_interval: float = 2.0,
     deferrable: bool = True,
+    submit_rate_limit: float | None = None,
     file: str | None = None,
     **dag_kwargs: Any,
 ) -> DAG:
@@ -357,6 +363,9 @@ def build_render_dag(
     :param workdir: working directory of the batches on the nodes (`sbatch --chdir`)
     :param poll_interval: seconds between status queries of the wait tasks
     :param deferrable: wait in the triggerer (default) instead of holding a worker slot
+    :param submit_rate_limit: at most this many sbatch calls per second on the cluster, for
+        every DAG on this Airflow host (`slurm.limits`); None: the `slurm` connection's extra
+        `submit_rate_limit`, else no limit
     :param file: the config's path, named in errors and in the DAG's docs
     :param dag_kwargs: more `DAG(...)` arguments; default `catchup=False`,
         `max_active_runs=1`, `tags=["jobforge"]`
@@ -386,6 +395,7 @@ def build_render_dag(
             workdir=workdir,
             poll_interval=poll_interval,
             deferrable=deferrable,
+            submit_rate_limit=submit_rate_limit,
             file=file,
         )
     return dag

@@ -42,6 +42,8 @@ class BatchRender:
     """One doc per job when the batch reports per job (`job_<name>` tasks), else None."""
     results_doc: str | None
     """The `results_<index>` task's doc when the batch reports as one task, else None."""
+    max_concurrent_batches: int | None = None
+    """The group's limit of batches in the queue at once (`slurm.limits`), if any."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ def render_config(
                 slurm=group.slurm.model_dump(mode="json"),
                 container=group.container.model_dump(mode="json") if group.container else None,
                 retry=group.retry.model_dump(mode="json") if group.retry else None,
+                max_concurrent_batches=group.max_concurrent_batches,
                 job_docs=tuple(
                     job_doc(n, jobs[n].submission_group, jobs[n].blocked_by, jobs[n].command)
                     for n in batch.jobs

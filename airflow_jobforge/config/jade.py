@@ -31,7 +31,6 @@ SLURM_FIELDS = (
 # its default tells the user nothing, so only changed ones are reported.
 UNMAPPED_SUBMITTER_DEFAULTS: dict[str, Any] = {
     "generate_reports": True,
-    "max_nodes": None,
     "poll_interval": 10.0,
     "resource_monitor_interval": 10,
     "resource_monitor_type": "aggregation",
@@ -183,6 +182,8 @@ def _group(group: Any, notes: list[str]) -> Any:
         batching["time_based_batching"] = False
 
     out: dict[str, Any] = {"name": name, "slurm": slurm, "batching": batching}
+    if params.get("max_nodes") is not None:  # JADE: never more allocations at once
+        out["max_concurrent_batches"] = params["max_nodes"]
     singularity = params.get("singularity_params")
     if singularity and singularity.get("enabled", True) and singularity.get("container"):
         out["container"] = {"image": singularity["container"], "runtime": "singularity"}

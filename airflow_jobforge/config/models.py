@@ -203,6 +203,12 @@ class SubmissionGroup(_Frozen):
     monitor: MonitorParams = Field(
         default_factory=MonitorParams, description="The resource monitor on the nodes"
     )
+    max_concurrent_batches: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many of the group's batches of a run in the SLURM queue "
+        "(pending or running) at once; the others wait (JADE's `max_nodes`). None: no limit",
+    )
 
     @model_validator(mode="after")
     def _retry_needs_limits(self) -> SubmissionGroup:

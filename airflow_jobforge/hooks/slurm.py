@@ -2,7 +2,8 @@
 
 Connection type `slurm`. Its extras: `ssh_conn_id` (reach the cluster through that SSH
 connection; empty = the SLURM CLI on the worker), `partition`, `account` (defaults for groups
-that set none), `python` (interpreter on the nodes, default python3), `pythonpath`.
+that set none), `python` (interpreter on the nodes, default python3), `pythonpath`,
+`submit_rate_limit` (sbatch calls per second on this cluster, see `slurm.limits`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Literal
 from airflow.sdk import BaseHook
 
 from airflow_jobforge.errors import JobForgeError
+from airflow_jobforge.slurm.limits import SubmissionGate, check_rate
 
 Backend = Literal["local", "slurm"]
 
@@ -31,6 +33,7 @@ class ClusterSettings:
     account: str | None = None
     python: str | None = None
     pythonpath: str | None = None
+    submit_rate_limit: float | None = None
     resolved_: bool = False
 
     @property
@@ -51,8 +54,15 @@ class ClusterSettings:
             account=self.account or extra.get("account") or None,
             python=self.python or extra.get("python") or "python3",
             pythonpath=self.pythonpath or extra.get("pythonpath") or None,
+            submit_rate_limit=check_rate(
+                self.submit_rate_limit or extra.get("submit_rate_limit") or None
+            ),
             resolved_=True,
         )
+
+    def gate(self) -> SubmissionGate:
+        """The submission limits of this cluster, shared by every task on this host."""
+        return SubmissionGate(self.key, self.submit_rate_limit)
 
 
 class SlurmHook(BaseHook):

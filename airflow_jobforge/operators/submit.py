@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -30,8 +31,10 @@ from airflow_jobforge.operators.base import (
 )
 from airflow_jobforge.results.events import BATCH_ADOPTED, BATCH_SUBMITTED, Event
 from airflow_jobforge.slurm.client import SubmittedJob, is_rejection
+from airflow_jobforge.slurm.limits import batch_group, count_group_jobs, group_prefix
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.states import Outcome
+from airflow_jobforge.triggers.queue_slot import QueueSlotTrigger
 
 
 class SlurmSubmitOperator(ClusterMixin, BaseOperator):
@@ -53,6 +56,9 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
     :param cluster: `ClusterSettings` as a dict (backend, connections, python on the nodes)
     :param container: the group's container (`ContainerParams` as a dict), if any
     :param workdir: working directory of the batch on the node (`sbatch --chdir`; absolute)
+    :param max_concurrent_batches: the group's limit of batches of a run in the SLURM queue
+        at once; at the limit the task defers until a slot is free (`slurm.limits`)
+    :param queue_poll_interval: seconds between looks at the queue while at the limit
     """
 
     ui_color = "#d6e4f0"
@@ -66,9 +72,13 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
         cluster: dict[str, Any],
         container: dict[str, Any] | None = None,
         workdir: str | None = None,
+        max_concurrent_batches: int | None = None,
+        queue_poll_interval: float = 5.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**with_infra_retries(kwargs))
+        self.max_concurrent_batches = max_concurrent_batches
+        self.queue_poll_interval = queue_poll_interval
         self.batch = batch
         self.slurm = slurm
         self.output_dir = output_dir
@@ -116,7 +126,7 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
             request = self.build_request(context, client)
             job = self._adopt(client, request, context)
             if job is None:
-                job = client.submit(request, adopt=False)
+                job = self._submit_within_limits(client, request, context)
             self._job = job
             emit_events(
                 client,
@@ -155,6 +165,49 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
             job.stdout_path,
         )
         return job_info(job, request_to_dict(request))
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        """A queue slot came free: submit (re-checked under the limits lock)."""
+        return self.execute(context)
+
+    def _submit_within_limits(
+        self, client: Any, request: SubmitRequest, context: Any
+    ) -> SubmittedJob:
+        """sbatch through the cluster's submission gate; at the group's limit, defer."""
+        settings = self.settings
+        limit = self.max_concurrent_batches
+        key, group = context_run_key(context), batch_group(request.batch.batch)
+
+        def count() -> int:
+            queued = client.queued(group_prefix(key, group))
+            return count_group_jobs((job.job_name for job in queued), key, group)
+
+        job = settings.gate().submit(
+            lambda: client.submit(request, adopt=False),
+            count=count if limit is not None else None,
+            limit=limit,
+        )
+        if job is not None:
+            return job
+        assert limit is not None
+        self.log.info(
+            "group %s has %d batch(es) in the queue (max_concurrent_batches): %s waits",
+            group,
+            limit,
+            request.batch.batch,
+        )
+        self.defer(
+            trigger=QueueSlotTrigger(
+                asdict(settings),
+                key,
+                group,
+                request.batch.batch,
+                limit,
+                self.queue_poll_interval,
+            ),
+            method_name="execute_complete",
+        )
+        raise AssertionError("unreachable: defer raises")
 
     def _adopt(self, client: Any, request: SubmitRequest, context: Any) -> SubmittedJob | None:
         tries = context_attempt(context, self.retries)

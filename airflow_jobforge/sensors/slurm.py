@@ -142,7 +142,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                     "resubmission(s): not resubmitted again"
                 )
             request = replace(request_from_dict(previous["request"]), tag=own)
-            job = client.submit(request, adopt=False)
+            job = self.settings.gate().submit(lambda: client.submit(request, adopt=False))
             self.log.info(
                 "resubmitted batch %s after %s as SLURM job %s", batch, status.state, job.job_id
             )
@@ -288,7 +288,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 context_run_key(context), request.batch.batch, tries.try_number, attempt + 1
             )
             new = replace(request, tag=tag, slurm=slurm, batch=restrict_batch(request.batch, again))
-            submitted = client.submit(new, adopt=True)
+            submitted = self.settings.gate().submit(lambda: client.submit(new, adopt=True))
             info = {**job_info(submitted, request_to_dict(new)), "attempt": attempt + 1}
             change = _limit_change(request, new)
             self.log.info(

@@ -61,7 +61,6 @@ def test_a_plain_jade_config_imports_without_notes():
 def test_fields_that_do_not_carry_over_are_reported_not_dropped_silently():
     data = load("two_groups_v0.2.0.json")
     params = data["submission_groups"][0]["submitter_params"]
-    params["max_nodes"] = 8
     params["poll_interval"] = 30
     params["hpc_config"]["job_prefix"] = "sim"
     params["hpc_config"]["hpc"]["extra_thing"] = "x"
@@ -70,7 +69,6 @@ def test_fields_that_do_not_carry_over_are_reported_not_dropped_silently():
     _, notes = import_jade(data)
     text = "\n".join(notes)
     for needle in [
-        "max_nodes = 8",
         "poll_interval = 30",
         "job_prefix",
         "'extra_thing'",
@@ -78,6 +76,15 @@ def test_fields_that_do_not_carry_over_are_reported_not_dropped_silently():
         "batch_post_process_config",
     ]:
         assert needle in text
+
+
+def test_jade_max_nodes_becomes_the_groups_max_concurrent_batches():
+    data = load("two_groups_v0.2.0.json")
+    data["submission_groups"][0]["submitter_params"]["max_nodes"] = 8
+    config, notes = import_jade(data)
+    group = config.group(data["submission_groups"][0]["name"])
+    assert group.max_concurrent_batches == 8
+    assert not any("max_nodes" in n for n in notes)
 
 
 def test_names_unusable_here_are_renamed_with_references_and_a_note():

@@ -1,0 +1,285 @@
+"""Submission limits: batches of a group in the queue at once, sbatch calls per second."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow_jobforge.config import parse_configuration
+from airflow_jobforge.config.jade import import_jade
+from airflow_jobforge.errors import ConfigError, JobForgeError
+from airflow_jobforge.rendering import render_config
+from airflow_jobforge.slurm.limits import (
+    Reservations,
+    SubmissionGate,
+    admitted,
+    batch_group,
+    check_rate,
+    count_group_jobs,
+    rate_delay,
+)
+
+
+# --- the pure rules --------------------------------------------------------------------------
+def test_sbatch_calls_start_at_least_one_over_the_rate_apart():
+    assert rate_delay(None, 2.0, 100.0) == 0.0  # the first submission never waits
+    assert rate_delay(100.0, 2.0, 100.1) == pytest.approx(0.4)
+    assert rate_delay(100.0, 2.0, 100.7) == 0.0
+    assert rate_delay(100.0, None, 100.0) == 0.0
+
+
+def test_a_clock_set_back_delays_the_next_sbatch_by_one_spacing_at_most():
+    assert rate_delay(10_000.0, 2.0, 100.0) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("bad", [0, -1, "fast", float("nan"), float("inf")])
+def test_a_rate_must_be_a_positive_number(bad):
+    with pytest.raises(JobForgeError, match="submit_rate_limit"):
+        check_rate(bad)
+
+
+def test_a_rate_from_a_connection_extra_may_be_a_string():
+    assert check_rate("2.5") == 2.5 and check_rate(None) is None
+
+
+def test_a_group_counts_only_its_own_jobs_of_its_own_run():
+    names = [
+        "jf-aaaaaaaaaaaa.sim-0000.t1",
+        "jf-aaaaaaaaaaaa.sim-0001.w2",
+        "jf-aaaaaaaaaaaa.sim-0002.t1m2",
+        "jf-aaaaaaaaaaaa.sim-big-0000.t1",  # group sim-big shares the prefix `sim-`
+        "jf-bbbbbbbbbbbb.sim-0000.t1",  # another run
+        "other-job",
+    ]
+    assert count_group_jobs(names, "aaaaaaaaaaaa", "sim") == 3
+    assert count_group_jobs(names, "aaaaaaaaaaaa", "sim-big") == 1
+    assert batch_group("sim-big-0003") == "sim-big"
+
+
+def test_only_as_many_waiters_as_free_slots_go_in_batch_order():
+    waiting = {"g-0007", "g-0003", "g-0005"}
+    assert admitted(waiting, queued=1, reserved=0, limit=3) == ["g-0003", "g-0005"]
+    assert admitted(waiting, queued=1, reserved=1, limit=3) == ["g-0003"]
+    assert admitted(waiting, queued=3, reserved=0, limit=3) == []
+    assert admitted(waiting, queued=5, reserved=0, limit=3) == []  # lowered limit, no error
+
+
+def test_a_waiter_let_through_holds_its_slot_until_its_job_is_queued_or_it_expires():
+    reservations = Reservations(ttl_s=60)
+    reservations.add("g-0003", now=0.0)
+    reservations.add("g-0004", now=0.0)
+    assert reservations.count([], now=1.0) == 2
+    assert reservations.count(["jf-k.g-0003.t1"], now=2.0) == 1
+    assert reservations.count([], now=61.0) == 0
+
+
+# --- the gate ----------------------------------------------------------------------------------
+def test_without_limits_the_gate_submits_at_once_and_takes_no_lock(tmp_path):
+    gate = SubmissionGate(("slurm", None, None), None, tmp_path / "limits")
+    assert gate.submit(lambda: "42") == "42"
+    assert not (tmp_path / "limits").exists()
+
+
+def test_at_the_groups_limit_nothing_is_submitted(tmp_path):
+    gate = SubmissionGate(("slurm", None, None), None, tmp_path)
+    calls: list[int] = []
+    assert gate.submit(lambda: calls.append(1), count=lambda: 2, limit=2) is None
+    assert calls == []
+    assert gate.submit(lambda: "42", count=lambda: 1, limit=2) == "42"
+
+
+def test_the_rate_spaces_submissions_of_separate_gates_through_the_state_file(tmp_path):
+    now = [1000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    def gate() -> SubmissionGate:  # a new task: only the files carry the last submission
+        return SubmissionGate(
+            ("slurm", None, None), 4.0, tmp_path, clock=lambda: now[0], sleep=sleep
+        )
+
+    gate().submit(lambda: None)
+    now[0] += 0.1
+    gate().submit(lambda: None)
+    assert slept == [pytest.approx(0.15)]
+    state = json.loads(next(tmp_path.glob("cluster-*.json")).read_text())
+    assert state["last_sbatch_start"] == pytest.approx(1000.25)
+
+
+def test_clusters_have_limits_of_their_own(tmp_path):
+    now = [1000.0]
+    slept: list[float] = []
+    for key in (("slurm", None, None), ("slurm", None, "login2")):
+        SubmissionGate(key, 1.0, tmp_path, clock=lambda: now[0], sleep=slept.append).submit(
+            lambda: None
+        )
+    assert slept == []
+
+
+def test_an_unusable_limits_directory_says_which_and_how_to_fix_it(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    gate = SubmissionGate(("slurm", None, None), 1.0, blocker / "limits")
+    with pytest.raises(JobForgeError, match="JOBFORGE_LIMITS_DIR"):
+        gate.submit(lambda: None)
+
+
+# --- real processes at once ------------------------------------------------------------------
+def _submitter(directory: str, rate: float | None, limit: int | None, queue: str, n: int) -> None:
+    """One submit task: `n` submissions through the gate; each sbatch appends its start
+    time to `queue` (the shared 'SLURM queue'), which `count` reads."""
+    gate = SubmissionGate(("slurm", None, None), rate, Path(directory))
+    path = Path(queue)
+
+    def sbatch() -> None:
+        started = time.time()
+        time.sleep(0.3)  # sbatch takes a while: a race without the lock would show
+        with path.open("a") as handle:
+            handle.write(f"{started}\n")
+
+    def count() -> int:
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    for _ in range(n):
+        gate.submit(sbatch, count=count if limit else None, limit=limit)
+
+
+def _run_at_once(tmp_path: Path, processes: int, rate: float | None, limit: int | None, n: int):
+    queue = tmp_path / "queue"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_submitter, args=(str(tmp_path / "limits"), rate, limit, str(queue), n))
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    return sorted(float(t) for t in queue.read_text().splitlines())
+
+
+def test_processes_submitting_at_once_never_exceed_the_rate(tmp_path):
+    starts = _run_at_once(tmp_path, processes=3, rate=10.0, limit=None, n=4)
+    assert len(starts) == 12
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= 0.1 - 0.005
+
+
+def test_processes_submitting_at_once_never_exceed_the_groups_limit(tmp_path):
+    starts = _run_at_once(tmp_path, processes=6, rate=None, limit=2, n=1)
+    assert len(starts) == 2
+
+
+# --- configuration -----------------------------------------------------------------------------
+def limited(limit: int | None) -> dict:
+    return {
+        "jobs": [{"name": f"j{i}", "command": "true", "submission_group": "g"} for i in range(4)],
+        "submission_groups": [
+            {"name": "g", "batching": {"per_node_batch_size": 2}, "max_concurrent_batches": limit}
+        ],
+    }
+
+
+def test_every_batch_of_a_group_carries_its_max_concurrent_batches():
+    render = render_config(parse_configuration(limited(3)))
+    assert [b.max_concurrent_batches for b in render.batches] == [3, 3]
+
+
+def test_max_concurrent_batches_is_at_least_one():
+    with pytest.raises(ConfigError, match="max_concurrent_batches"):
+        parse_configuration(limited(0))
+
+
+def test_jade_max_nodes_is_the_limit():
+    jade = {
+        "jobs": [{"job_id": 1, "command": "true", "submission_group": "g"}],
+        "submission_groups": [{"name": "g", "submitter_params": {"max_nodes": 4}}],
+    }
+    config, _ = import_jade(jade)
+    assert config.group("g").max_concurrent_batches == 4
+
+
+def test_the_submit_task_gets_its_groups_limit_and_the_cluster_its_rate():
+    from airflow_jobforge.factory import build_dag
+
+    dag = build_dag(
+        parse_configuration(limited(1)),
+        "d",
+        backend="slurm",
+        output_dir="/tmp/o",
+        submit_rate_limit=2,
+    )
+    submit = dag.task_dict["g.submit_0000"]
+    assert submit.max_concurrent_batches == 1
+    assert submit.cluster["submit_rate_limit"] == 2.0
+
+
+def test_a_bad_rate_is_refused_when_the_dag_is_built():
+    from airflow_jobforge.factory import build_dag
+
+    with pytest.raises(JobForgeError, match="submit_rate_limit"):
+        build_dag(parse_configuration(limited(None)), "d", output_dir="/o", submit_rate_limit=0)
+
+
+def test_a_rate_in_the_slurm_connection_applies(monkeypatch):
+    from airflow_jobforge.hooks.slurm import ClusterSettings
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HPC",
+        json.dumps({"conn_type": "slurm", "extra": {"submit_rate_limit": "0.5"}}),
+    )
+    settings = ClusterSettings(backend="slurm", slurm_conn_id="hpc").resolved()
+    assert settings.submit_rate_limit == 0.5
+    assert settings.gate().rate == 0.5
+
+
+# --- the wait for a slot, on the local backend's real processes --------------------------------
+def test_a_waiting_batch_goes_once_a_batch_of_its_group_left_the_queue(tmp_path, monkeypatch):
+    from airflow_jobforge.triggers.queue_slot import QueueSlotTrigger
+
+    monkeypatch.setenv("JOBFORGE_LOCAL_STATE", str(tmp_path))
+    key = "abcdefabcdef"
+    sleepers = {}
+    for batch in ("g-0000", "g-0001", "other-0000"):
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        sleepers[batch] = proc
+        (tmp_path / f"{key}.{batch}.t1.json").write_text(
+            json.dumps({"job_id": f"local-{proc.pid}"})
+        )
+    trigger = QueueSlotTrigger({"backend": "local"}, key, "g", "g-0002", limit=2, poll_interval=0.2)
+
+    async def first_event(timeout: float):
+        return await asyncio.wait_for(trigger.run().__anext__(), timeout)
+
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            asyncio.run(first_event(1.0))  # the other group's batch takes no slot of g
+        sleepers["g-0000"].kill()
+        sleepers["g-0000"].wait()
+        event = asyncio.run(first_event(5.0))
+        assert event.payload == {"batch": "g-0002", "queued": 1}
+    finally:
+        for proc in sleepers.values():
+            proc.kill()
+            proc.wait()
+
+
+def test_the_trigger_serializes_everything_it_needs():
+    from airflow_jobforge.triggers.queue_slot import QueueSlotTrigger
+
+    trigger = QueueSlotTrigger({"backend": "local"}, "k", "g", "g-0002", 2, 3.0)
+    path, kwargs = trigger.serialize()
+    again = QueueSlotTrigger(**kwargs)
+    assert path == "airflow_jobforge.triggers.queue_slot.QueueSlotTrigger"
+    assert again.serialize() == (path, kwargs)
