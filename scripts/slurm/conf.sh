@@ -1,6 +1,6 @@
-# SLURM configuration text, shared by scripts/slurm/start.sh (one node: this machine) and the
-# container stack's entrypoint (docker/slurm/entrypoint.sh: a controller, slurmdbd and compute
-# nodes in separate containers). Sourced, never run; every function prints text only.
+# SLURM configuration text, shared by scripts/slurm/start.sh (this machine, plus namespace
+# nodes with --nodes) and the container stack's entrypoint (docker/slurm/entrypoint.sh: a
+# controller, slurmdbd and compute nodes in separate containers). Sourced, never run; every function prints text only.
 
 # slurm_acct_lines ACCOUNTING DBD_HOST GATHER: the accounting part of slurm.conf.
 # Sampled every second, so that MaxRSS and TotalCPU exist for short test jobs too.
@@ -21,9 +21,15 @@ CONF
   fi
 }
 
-# slurm_conf CLUSTER CTLD_HOST TASK_PLUGIN DEF_MEM_PER_CPU ACCT_LINES NODE_LINES
-# NODE_LINES: the NodeName= and PartitionName= lines.
+# slurm_conf CLUSTER CTLD_HOST TASK_PLUGIN DEF_MEM_PER_CPU ACCT_LINES NODE_LINES [PER_NODE]
+# NODE_LINES: the NodeName= and PartitionName= lines. PER_NODE=1: slurmd's spool dir, pid
+# file and log file are per node name (%n), for several slurmds sharing one file system
+# (scripts/slurm/start.sh --nodes); a slurmd finding another's pid file would kill it.
 slurm_conf() {
+  local spool=/var/lib/slurm/slurmd pid=/run/slurm/slurmd.pid log=/var/log/slurm/slurmd.log
+  if [[ ${7:-0} == 1 ]]; then
+    spool=/var/lib/slurm/slurmd/%n pid=/run/slurm/slurmd-%n.pid log=/var/log/slurm/slurmd-%n.log
+  fi
   cat <<CONF
 # Written by airflow-jobforge scripts/slurm/start.sh
 ClusterName=$1
@@ -40,11 +46,11 @@ MpiDefault=none
 ReturnToService=2
 SchedulerType=sched/backfill
 StateSaveLocation=/var/lib/slurm/slurmctld
-SlurmdSpoolDir=/var/lib/slurm/slurmd
+SlurmdSpoolDir=$spool
 SlurmctldPidFile=/run/slurm/slurmctld.pid
-SlurmdPidFile=/run/slurm/slurmd.pid
+SlurmdPidFile=$pid
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
-SlurmdLogFile=/var/log/slurm/slurmd.log
+SlurmdLogFile=$log
 SlurmctldDebug=info
 SlurmdDebug=info
 KillWait=10
@@ -62,6 +68,22 @@ slurm_partition_lines() {
 PartitionName=debug Nodes=$1 Default=YES MaxTime=INFINITE State=UP
 PartitionName=other Nodes=$1 Default=NO MaxTime=INFINITE State=UP
 CONF
+}
+
+# slurm_multi_node_lines PARTITION CPUS MEM_MB NODE:ADDR...: the extra nodes of a multi-node
+# test cluster, each a slurmd at its own address, in a partition of their own (not the
+# default: the single-node tests never land there). A dead node is noticed within
+# SlurmdTimeout (300 s by default): 20 s lets a node-death test see NODE_FAIL in time.
+slurm_multi_node_lines() {
+  local partition=$1 cpus=$2 mem=$3 node names=()
+  shift 3
+  echo "SlurmdTimeout=20"
+  for node in "$@"; do
+    echo "NodeName=${node%%:*} NodeAddr=${node#*:} CPUs=$cpus RealMemory=$mem State=UNKNOWN"
+    names+=("${node%%:*}")
+  done
+  local IFS=,
+  echo "PartitionName=$partition Nodes=${names[*]} Default=NO MaxTime=INFINITE State=UP"
 }
 
 # slurmdbd_conf DBD_HOST DB_PASS: slurmdbd.conf, its MariaDB on the same host.

@@ -1,16 +1,34 @@
 #!/usr/bin/env bash
-# Start a real single-node SLURM cluster on this (Debian, root, no systemd) machine, plus an
-# sshd on 127.0.0.1:2222 for a test user, for SSH-transport tests. Idempotent: running it
-# again restarts nothing that is already healthy.
+# Start a real SLURM cluster on this (Debian, root, no systemd) machine, plus an sshd on
+# 127.0.0.1:2222 for a test user, for SSH-transport tests. Idempotent: running it again
+# restarts nothing that is already healthy.
 #
 #   scripts/slurm/start.sh                  # with accounting (slurmdbd + MariaDB)
 #   scripts/slurm/start.sh --no-accounting  # without slurmdbd: sacct is disabled
+#   scripts/slurm/start.sh --nodes 3        # plus nodes jf-n1..jf-n3 (partition multi)
+#   scripts/slurm/start.sh --nodes 0        # back to this machine's node alone
+#
+# This machine is always a node (partitions debug, the default, and other). --nodes N adds N
+# nodes, each a slurmd in a network and UTS namespace of its own (its own hostname, and an
+# address on the bridge jfbr0, 10.77.0.0/24; the file system is shared), forming partition
+# `multi`: jobs there run on different hosts as far as SLURM and the jobs can tell, and a node
+# can die alone. Without --nodes the node count of the previous start stays (the test
+# fixtures call this script with no arguments).
 #
 # Environment written for tests: $STATE_DIR/env (source it).
 set -euo pipefail
 
 ACCOUNTING=1
-[[ "${1:-}" == "--no-accounting" ]] && ACCOUNTING=0
+NODES=
+while (($#)); do
+  case $1 in
+    --no-accounting) ACCOUNTING=0 ;;
+    --nodes) NODES=${2:?--nodes needs a number}; shift ;;
+    --nodes=*) NODES=${1#--nodes=} ;;
+    *) echo "usage: $0 [--no-accounting] [--nodes N]" >&2; exit 2 ;;
+  esac
+  shift
+done
 
 STATE_DIR=${JOBFORGE_SLURM_STATE:-/var/lib/jobforge-slurm}
 SSH_PORT=${JOBFORGE_SSH_PORT:-2222}
@@ -32,13 +50,26 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages and starts daemons)"
+[[ -z $NODES || $NODES =~ ^([0-9]|1[0-9]|20)$ ]] || die "--nodes must be 0..20, not '$NODES'"
+
+# One start at a time: test sessions of several people call this script.
+mkdir -p "$STATE_DIR"
+exec 9>"$STATE_DIR/start.lock"
+flock 9
+if [[ -z $NODES ]]; then
+  NODES=$(cat "$STATE_DIR/nodes" 2>/dev/null || echo 0)
+fi
+echo "$NODES" > "$STATE_DIR/nodes"
 
 # --- packages ------------------------------------------------------------------------------
 # shellcheck source=../packages.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../packages.sh"
 # shellcheck source=conf.sh
 source "$(dirname "${BASH_SOURCE[0]}")/conf.sh"
+# shellcheck source=nodes.sh
+source "$(dirname "${BASH_SOURCE[0]}")/nodes.sh"
 ensure_packages slurmctld slurmd slurm-client munge slurmdbd mariadb-server openssh-server
+((NODES == 0)) || ensure_packages iproute2 util-linux
 
 mkdir -p "$STATE_DIR" /etc/slurm /var/log/slurm /var/lib/slurm/slurmctld /var/lib/slurm/slurmd \
   /run/slurm /run/munge /run/mysqld /run/sshd
@@ -72,10 +103,21 @@ ConstrainSwapSpace=yes
 AllowedSwapSpace=0
 CONF
 )
-new_conf=$(slurm_conf "$CLUSTER" "$HOST" "$TASK_PLUGIN" "$DEF_MEM_PER_CPU" \
-  "$(slurm_acct_lines "$ACCOUNTING" localhost "$GATHER")" \
-  "NodeName=$HOST CPUs=$CPUS RealMemory=$REAL_MEM State=UNKNOWN
+if ((NODES == 0)); then
+  new_conf=$(slurm_conf "$CLUSTER" "$HOST" "$TASK_PLUGIN" "$DEF_MEM_PER_CPU" \
+    "$(slurm_acct_lines "$ACCOUNTING" localhost "$GATHER")" \
+    "NodeName=$HOST CPUs=$CPUS RealMemory=$REAL_MEM State=UNKNOWN
 $(slurm_partition_lines "$HOST")")
+else
+  # The controller is reached at the bridge's address: in a node's namespace 127.0.0.1 (what
+  # this host's name resolves to) is the node's own loopback.
+  mapfile -t node_addrs < <(ns_node_list "$NODES")
+  new_conf=$(slurm_conf "$CLUSTER" "$HOST($NS_HOST_ADDR)" "$TASK_PLUGIN" "$DEF_MEM_PER_CPU" \
+    "$(slurm_acct_lines "$ACCOUNTING" localhost "$GATHER")" \
+    "NodeName=$HOST CPUs=$CPUS RealMemory=$REAL_MEM State=UNKNOWN
+$(slurm_partition_lines "$HOST")
+$(slurm_multi_node_lines "$NS_PARTITION" "$CPUS" $((REAL_MEM / 4)) "${node_addrs[@]}")" 1)
+fi
 conf_changed=0
 if [[ ! -f /etc/slurm/slurm.conf ]] || [[ "$(cat /etc/slurm/slurm.conf)" != "$new_conf" ]]; then
   printf '%s\n' "$new_conf" > /etc/slurm/slurm.conf
@@ -85,6 +127,10 @@ if [[ ! -f /etc/slurm/cgroup.conf ]] || [[ "$(cat /etc/slurm/cgroup.conf)" != "$
   printf '%s\n' "$new_cgroup_conf" > /etc/slurm/cgroup.conf
   conf_changed=1
 fi
+
+# --- namespace nodes: network (before the daemons: the controller's address is the bridge's)
+ns_teardown_beyond "$NODES"
+((NODES == 0)) || ns_network_up "$NODES"
 
 # --- munge ---------------------------------------------------------------------------------
 if [[ ! -s /etc/munge/munge.key ]]; then
@@ -132,7 +178,7 @@ fi
 
 # --- slurmctld + slurmd --------------------------------------------------------------------
 if ((conf_changed)); then
-  stop_daemon slurmd
+  stop_daemon slurmd  # this host's and the namespace nodes'
   stop_daemon slurmctld
 fi
 if ! pgrep -x slurmctld >/dev/null; then
@@ -140,15 +186,23 @@ if ! pgrep -x slurmctld >/dev/null; then
   /usr/sbin/slurmctld -i
 fi
 wait_for 30 slurmctld scontrol ping
-if ! pgrep -x slurmd >/dev/null; then
+if [[ -z $(host_pids slurmd) ]]; then
   log "starting slurmd"
+  mkdir -p "/var/lib/slurm/slurmd/$HOST"  # its spool dir with --nodes (unused otherwise)
   /usr/sbin/slurmd
 fi
-node_ready() { sinfo -h -N -n "$HOST" -o '%t' | grep -Eq '^(idle|mix|alloc)$'; }
-if ! node_ready; then
-  scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true
-fi
-wait_for 60 "node $HOST idle in sinfo" node_ready
+for ((k = 1; k <= NODES; k++)); do
+  ns_slurmd_running "$NS_PREFIX$k" || ns_start_slurmd "$NS_PREFIX$k"
+done
+node_ready() { sinfo -h -N -n "$1" -o '%t' | grep -Eq '^(idle|mix|alloc)$'; }
+for node in "$HOST" $(ns_node_names "$NODES"); do
+  if ! node_ready "$node"; then
+    scontrol update nodename="$node" state=resume >/dev/null 2>&1 || true
+  fi
+done
+for node in "$HOST" $(ns_node_names "$NODES"); do
+  wait_for 60 "node $node idle in sinfo" node_ready "$node"
+done
 if ((ACCOUNTING)); then
   wait_for 30 "sacct to answer" sacct -n -X --starttime=now-1hour
 fi
@@ -178,9 +232,14 @@ JOBFORGE_SSH_USER=$SSH_USER
 JOBFORGE_SSH_KEY=$SSH_DIR/id_ed25519
 JOBFORGE_SSH_KNOWN_HOSTS=$SSH_DIR/known_hosts
 ENV
+if ((NODES)); then
+  printf 'JOBFORGE_SLURM_MULTI_PARTITION=%s\nJOBFORGE_SLURM_MULTI_NODES=%s\n' \
+    "$NS_PARTITION" "$(ns_node_names "$NODES" | paste -sd,)" >> "$STATE_DIR/env"
+fi
 
 elapsed=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
-log "cluster '$CLUSTER' ready on $HOST ($CPUS CPUs, ${REAL_MEM} MB, accounting=$ACCOUNTING) in ${elapsed}s"
+log "cluster '$CLUSTER' ready on $HOST ($CPUS CPUs, ${REAL_MEM} MB, accounting=$ACCOUNTING)" \
+  "+ $NODES namespace node(s) in ${elapsed}s"
 cat >&2 <<USAGE
 [slurm-start] try: sinfo; sbatch --wrap 'hostname'; squeue; sacct
 [slurm-start] ssh: ssh -i $SSH_DIR/id_ed25519 -p $SSH_PORT $SSH_USER@127.0.0.1 sbatch --wrap hostname
