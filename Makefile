@@ -25,10 +25,11 @@ demo: venv
 	$(VENV)/bin/jobforge run $(DEMO_DIR)/demo.json --backend local --output $(DEMO_DIR)/output \
 		|| echo "(exit code $$?: some jobs did not succeed, as the example intends)"
 
-# As root, the real SLURM cluster + loopback sshd are started first (idempotent); without root
-# the integration tests skip, except under CI=true where they fail.
+# As root, the real SLURM cluster + loopback sshd are started first (idempotent), with three
+# namespace nodes for the multi-node tests; without root the integration tests skip, except
+# under CI=true where they fail.
 cluster:
-	@if [ "$$(id -u)" = 0 ]; then scripts/slurm/start.sh; \
+	@if [ "$$(id -u)" = 0 ]; then scripts/slurm/start.sh --nodes 3; \
 	else echo "not root: SLURM cluster not started, integration tests will skip"; fi
 
 # As root, the real Airflow deployment (PostgreSQL, api-server, scheduler, dag-processor,
