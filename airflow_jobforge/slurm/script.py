@@ -30,6 +30,17 @@ JOB_NAME_PREFIX = "jf-"
 COMMENT_PREFIX = "jobforge:"
 HEREDOC = "JOBFORGE_BATCH_EOF"
 FALLBACK_ENV = "JOBFORGE_EXIT_FALLBACK_DIR"
+# The allocation's hosts, comma-separated, for the jobs (JADE hands its jobs the node list):
+# a multi-node job's command reads them from JOBFORGE_NODE_NAMES or runs `srun` across them.
+# `scontrol show hostnames` expands a compressed list (n[1-2]) locally, and runs only when
+# the list has more than one host: a one-node allocation's list is its node's name.
+NODE_NAMES = """case ${SLURM_JOB_NODELIST:-} in
+'') ;;
+*[[,]*) JOBFORGE_NODE_NAMES=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | paste -sd, -)
+export JOBFORGE_NODE_NAMES ;;
+*) export JOBFORGE_NODE_NAMES="$SLURM_JOB_NODELIST" ;;
+esac
+"""
 
 
 @dataclass(frozen=True)
@@ -183,7 +194,7 @@ then
 mv -f "$batch_file.$job_id" "$batch_file" && rc=0
 fi
 if [ "$rc" = 0 ]; then
-{pythonpath}{runner} &
+{pythonpath}{NODE_NAMES}{runner} &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT
 while :; do wait "$child"; rc=$?; kill -0 "$child" 2>/dev/null || break; done
