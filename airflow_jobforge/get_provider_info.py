@@ -34,7 +34,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "SLURM", "python-modules": ["airflow_jobforge.sensors.slurm"]}
         ],
         "triggers": [
-            {"integration-name": "SLURM", "python-modules": ["airflow_jobforge.triggers.slurm"]}
+            {
+                "integration-name": "SLURM",
+                "python-modules": [
+                    "airflow_jobforge.triggers.slurm",
+                    "airflow_jobforge.triggers.queue_slot",
+                ],
+            }
         ],
         "hooks": [
             {"integration-name": "SLURM", "python-modules": ["airflow_jobforge.hooks.slurm"]}
