@@ -93,6 +93,8 @@ def request_to_dict(request: SubmitRequest) -> dict[str, Any]:
         "python": request.python,
         "pythonpath": request.pythonpath,
         "workdir": request.workdir,
+        "array": request.array,
+        "array_throttle": request.array_throttle,
     }
 
 
@@ -107,6 +109,8 @@ def request_from_dict(data: Mapping[str, Any]) -> SubmitRequest:
         python=data.get("python") or "python3",
         pythonpath=data.get("pythonpath"),
         workdir=data.get("workdir"),
+        array=bool(data.get("array")),
+        array_throttle=data.get("array_throttle"),
     )
 
 

@@ -11,7 +11,7 @@ it; edges then only point from a batch to batches sealed before it, an order wit
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from airflow_jobforge.config.models import Job, JobConfiguration, SubmissionGroup
 from airflow_jobforge.errors import JobForgeError
@@ -27,6 +27,8 @@ class Batch:
     group: str
     jobs: tuple[str, ...]
     depends_on: tuple[str, ...]
+    array: bool = False
+    """A SLURM job array: each job in an allocation of its own (merged one-job batches)."""
 
 
 @dataclass(frozen=True)
@@ -168,3 +170,59 @@ def batch_spec(
         node_teardown_command=config.node_teardown_command,
         monitor_interval_s=group.monitor.interval_s,
     )
+
+
+ARRAY_MAX = 1000
+"""Tasks per array: SLURM's default MaxArraySize (1001) allows indices 0-1000."""
+
+
+def array_name(group: str, index: int) -> str:
+    return f"{group}-array{index:04d}"
+
+
+def merge_arrays(plan: BatchPlan, config: JobConfiguration) -> BatchPlan:
+    """A group's one-job batches that wait for the same batches, as job arrays of up to
+    ARRAY_MAX tasks: one sbatch (one submit RPC) instead of one per job, and one submit and
+    wait task pair in the DAG instead of one per job.
+
+    Only batches with equal dependencies merge, so the array waits for exactly what each of
+    its jobs waited for; one-job batches are never blocked by each other's jobs then (a job
+    and its blocker have different dependencies). The array takes the place of its first
+    member; edges to members point to the array. Groups with `job_arrays: false` keep theirs.
+    """
+    groups = config.groups_by_name()
+    buckets: dict[tuple[str, tuple[str, ...]], list[Batch]] = {}
+    for batch in plan.batches:
+        if len(batch.jobs) == 1 and groups[batch.group].batching.job_arrays:
+            buckets.setdefault((batch.group, batch.depends_on), []).append(batch)
+    renamed: dict[str, str] = {}
+    arrays: dict[str, Batch] = {}  # first member's name -> its array
+    next_index: dict[str, int] = {}
+    for (group, depends_on), members in buckets.items():
+        if len(members) < 2:
+            continue
+        for first in range(0, len(members), ARRAY_MAX):
+            chunk = members[first : first + ARRAY_MAX]
+            index = next_index.get(group, 0)
+            next_index[group] = index + 1
+            name = array_name(group, index)
+            arrays[chunk[0].name] = Batch(
+                name=name,
+                group=group,
+                jobs=tuple(b.jobs[0] for b in chunk),
+                depends_on=depends_on,
+                array=True,
+            )
+            renamed.update((b.name, name) for b in chunk)
+    if not renamed:
+        return plan
+    batches = []
+    for batch in plan.batches:
+        if batch.name in arrays:
+            batch = arrays[batch.name]
+        elif batch.name in renamed:
+            continue
+        depends_on = tuple(sorted({renamed.get(d, d) for d in batch.depends_on}))
+        batches.append(replace(batch, depends_on=depends_on))
+    batch_of = {job: renamed.get(name, name) for job, name in plan.batch_of.items()}
+    return BatchPlan(batches=tuple(batches), batch_of=batch_of)

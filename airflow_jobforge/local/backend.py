@@ -71,7 +71,12 @@ def default_state_dir() -> Path:
 
 
 class LocalClient:
-    """Adoption by tag goes through a marker file per tag in `state_dir`."""
+    """Adoption by tag goes through a marker file per tag in `state_dir`.
+
+    No job arrays: an array batch runs as one process, all its jobs `num_processes` at a
+    time (its script runs every job when no array task id is set)."""
+
+    supports_arrays = False
 
     def __init__(self, state_dir: str | os.PathLike[str] | None = None) -> None:
         self.state_dir = Path(state_dir) if state_dir else default_state_dir()

@@ -1,4 +1,5 @@
-"""`python -m airflow_jobforge.node run-batch BATCH.json --output DIR [--monitor-interval S]`"""
+"""`python -m airflow_jobforge.node run-batch BATCH.json --output DIR [--monitor-interval S]
+[--array-index I]`"""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 
 from airflow_jobforge.node.runner import run_batch
-from airflow_jobforge.node.spec import BatchSpec
+from airflow_jobforge.node.spec import BatchSpec, array_task
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,9 +29,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="resource monitor sampling interval, 0 = off (default: the batch's)",
     )
+    run.add_argument(
+        "--array-index",
+        type=int,
+        default=None,
+        metavar="I",
+        help="run only job I of the batch (one task of a SLURM job array)",
+    )
     args = parser.parse_args(argv)
     try:
         spec = BatchSpec.load(args.batch_file)
+        if args.array_index is not None:
+            spec = array_task(spec, args.array_index)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         print(f"{args.batch_file}: cannot read batch file: {exc}", file=sys.stderr)
         return 2

@@ -57,3 +57,22 @@ class BatchSpec:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BatchSpec:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def array_task(spec: BatchSpec, index: int) -> BatchSpec:
+    """The batch one task of a SLURM job array runs: the spec's job `index`, alone.
+
+    Its name is `<array batch>.<index>` (no group or batch name holds a dot), so each task
+    writes its own records, events and monitor files: the tasks run on different nodes at
+    once and appends from several hosts to one file are not atomic on NFS."""
+    if not 0 <= index < len(spec.jobs):
+        raise ValueError(f"array index {index} outside batch {spec.batch} ({len(spec.jobs)} jobs)")
+    return BatchSpec(
+        batch=f"{spec.batch}.{index}",
+        jobs=(spec.jobs[index],),
+        num_processes=1,
+        node_setup_command=spec.node_setup_command,
+        node_teardown_command=spec.node_teardown_command,
+        env=spec.env,
+        monitor_interval_s=spec.monitor_interval_s,
+    )

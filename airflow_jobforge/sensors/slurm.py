@@ -21,6 +21,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from airflow_jobforge.errors import SlurmError
 from airflow_jobforge.execution import (
     RESOURCE_STATES,
     raised_limits,
@@ -48,6 +49,7 @@ from airflow_jobforge.results.events import (
     Event,
 )
 from airflow_jobforge.slurm.client import GRACE_S, StatusTracker, SubmittedJob
+from airflow_jobforge.slurm.nodelist import NODE_FAILURE_STATES, excluding
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.states import JobStatus, Outcome, normalize_state
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
@@ -142,21 +144,50 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                     "resubmission(s): not resubmitted again"
                 )
             request = replace(request_from_dict(previous["request"]), tag=own)
+            request, excluded = self._without_failed_nodes(
+                client, request, previous["job_id"], status.state
+            )
             job = self.settings.gate().submit(lambda: client.submit(request, adopt=False))
             self.log.info(
-                "resubmitted batch %s after %s as SLURM job %s", batch, status.state, job.job_id
+                "resubmitted batch %s after %s as SLURM job %s%s",
+                batch,
+                status.state,
+                job.job_id,
+                f", excluding node(s) {','.join(excluded)}" if excluded else "",
             )
             info = {**job_info(job, request_to_dict(request)), "attempt": previous.get("attempt")}
             self._event(
                 client,
                 info,
                 BATCH_RESUBMITTED,
-                f"after {status.state} of SLURM job {previous['job_id']}",
-                {"previous_job_id": previous["job_id"], "state": status.state},
+                f"after {status.state} of SLURM job {previous['job_id']}"
+                + (f", excluding node(s) {','.join(excluded)}" if excluded else ""),
+                {
+                    "previous_job_id": previous["job_id"],
+                    "state": status.state,
+                    "excluded_nodes": excluded,
+                },
             )
             return info
         finally:
             client.close()
+
+    def _without_failed_nodes(
+        self, client: Any, request: SubmitRequest, job_id: str, state: str
+    ) -> tuple[SubmitRequest, list[str]]:
+        """After NODE_FAIL / BOOT_FAIL, the request with `--exclude` naming the failed job's
+        nodes (slurm/nodelist.py says why), and those nodes; unchanged after other states, or
+        when SLURM cannot say which nodes they were: the resubmission matters more."""
+        if normalize_state(state) not in NODE_FAILURE_STATES:
+            return request, []
+        try:
+            failed = client.job_nodes(job_id)
+            usable = client.partition_nodes(request.slurm.partition)
+            slurm, excluded = excluding(request.slurm, failed, usable)
+        except (SlurmError, ValueError) as exc:
+            self.log.warning("nodes of SLURM job %s not excluded: %s", job_id, exc)
+            return request, []
+        return replace(request, slurm=slurm), excluded
 
     def _latest(
         self, client: Any, context: Any, submitted: dict[str, Any], try_number: int

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from airflow_jobforge.errors import SlurmError
 from airflow_jobforge.results import ResultRecord, latest_records, parse_record_lines
 from airflow_jobforge.results.efficiency import USAGE_FIELDS, BatchUsage, parse_sacct_usage
+from airflow_jobforge.slurm.nodelist import expand_hostlist
 from airflow_jobforge.slurm.parse import (
     ACCOUNTING_DISABLED,
     SACCT_FIELDS,
@@ -36,7 +37,7 @@ from airflow_jobforge.slurm.script import (
     job_name_for,
     render,
 )
-from airflow_jobforge.slurm.states import JobStatus, Outcome
+from airflow_jobforge.slurm.states import JobStatus, Outcome, aggregate_array
 from airflow_jobforge.slurm.transport import (
     AsyncTransport,
     CommandResult,
@@ -73,17 +74,26 @@ class SubmittedJob:
     job_name: str
     slurm_dir: str
     adopted: bool = False
+    array: bool = False
+
+    @property
+    def _file_id(self) -> str:
+        """An array's files are per task: its first task's stand for its logs."""
+        return f"{self.job_id}_0" if self.array else self.job_id
 
     @property
     def stdout_path(self) -> str:
-        return f"{self.slurm_dir}/{self.job_name}-{self.job_id}.out"
+        return f"{self.slurm_dir}/{self.job_name}-{self._file_id}.out"
 
     @property
     def stderr_path(self) -> str:
-        return f"{self.slurm_dir}/{self.job_name}-{self.job_id}.err"
+        return f"{self.slurm_dir}/{self.job_name}-{self._file_id}.err"
 
     @property
     def exit_file(self) -> str:
+        """An array's: a pattern of its tasks' exit files (`<name>-<id>_*.exit`)."""
+        if self.array:
+            return f"{self.slurm_dir}/{self.job_name}-{self.job_id}{ARRAY_EXIT_SUFFIX}"
         return exit_file_path(self.slurm_dir, self.job_name, self.job_id)
 
 
@@ -152,7 +162,8 @@ def find_steps(tag: str, accounting: Accounting, deep: bool = True) -> Steps[str
         )
         if accounting.note(result):
             found = parse_sacct(result.check().stdout)
-    return max(found, key=int) if found else None
+    ids = {status.array_job_id or job_id for job_id, status in found.items()}
+    return max(ids, key=int) if ids else None
 
 
 def submit_steps(
@@ -162,18 +173,36 @@ def submit_steps(
     if adopt:
         existing = yield from find_steps(request.tag, accounting)
         if existing is not None:
-            return SubmittedJob(existing, rendered.job_name, rendered.slurm_dir, adopted=True)
+            return SubmittedJob(
+                existing, rendered.job_name, rendered.slurm_dir, adopted=True, array=request.array
+            )
     # SLURM does not create the --output directory: without it the job fails to launch.
     (yield Command(("mkdir", "-p", "--", rendered.slurm_dir))).check()
     result = yield Command(tuple(rendered.argv), input=rendered.script, idempotent=False)
     job_id = parse_sbatch(result.check().stdout)
-    return SubmittedJob(job_id, rendered.job_name, rendered.slurm_dir)
+    return SubmittedJob(job_id, rendered.job_name, rendered.slurm_dir, array=request.array)
+
+
+ARRAY_EXIT_SUFFIX = "_*.exit"
+# Every task's exit file of the arrays named by (directory, `<name>-<id>`) pairs.
+_GREP_ARRAY_EXITS = (
+    'while [ "$#" -gt 1 ]; do (cd -- "$1" 2>/dev/null && grep -s -H "" -- "$2"_*.exit); '
+    "shift 2; done; exit 0"
+)
+
+
+def _split_array_exit(pattern: str) -> tuple[str, str]:
+    directory, _, name = pattern.removesuffix(ARRAY_EXIT_SUFFIX).rpartition("/")
+    return directory or "/", name
 
 
 def status_steps(
     job_ids: Iterable[str], exit_files: Mapping[str, str], accounting: Accounting
 ) -> Steps[dict[str, JobStatus]]:
-    """Status of many jobs: ONE squeue; exit-code files and ONE sacct only for the rest."""
+    """Status of many jobs: ONE squeue; exit-code files and ONE sacct only for the rest.
+
+    A job array counts as one job (its array job id): running while any task is in the
+    queue, then the state of its tasks taken together (`aggregate_array`)."""
     ids = list(dict.fromkeys(str(i) for i in job_ids))
     if not ids:
         return {}
@@ -185,14 +214,24 @@ def status_steps(
         found: dict[str, JobStatus] = {}  # squeue fails only when a lone id is unknown
     else:
         found = parse_squeue(result.check().stdout)
-    statuses = {i: s for i, s in found.items() if i in wanted}
+    statuses = {i: s for i, s in found.items() if i in wanted and s.array_job_id is None}
+    for array_id, tasks in _by_array(found.values(), wanted).items():
+        if any(not task.terminal for task in tasks):
+            statuses[array_id] = aggregate_array(array_id, tasks)
+        # else: every task the controller still shows ended; accounting knows them all
 
     missing = [i for i in ids if i not in statuses]
     files = {exit_files[i]: i for i in missing if i in exit_files}
-    if files:
-        result = yield Command(("grep", "-s", "-H", "", *files))
-        statuses.update(parse_exit_files(result.stdout, files))
-        missing = [i for i in ids if i not in statuses]
+    plain = {path: i for path, i in files.items() if not path.endswith(ARRAY_EXIT_SUFFIX)}
+    if plain:
+        result = yield Command(("grep", "-s", "-H", "", *plain))
+        statuses.update(parse_exit_files(result.stdout, plain))
+    arrays = {path: i for path, i in files.items() if path.endswith(ARRAY_EXIT_SUFFIX)}
+    if arrays:
+        pairs = [part for path in arrays for part in _split_array_exit(path)]
+        result = yield Command(("sh", "-c", _GREP_ARRAY_EXITS, "sh", *pairs))
+        statuses.update(_array_exit_statuses(result.stdout, arrays))
+    missing = [i for i in ids if i not in statuses]
 
     if missing and accounting.enabled is not False:
         result = yield Command(
@@ -208,7 +247,10 @@ def status_steps(
         )
         if accounting.note(result):
             asked = set(missing)
-            for job_id, status in parse_sacct(result.check().stdout).items():
+            rows = parse_sacct(result.check().stdout)
+            for array_id, tasks in _by_array(rows.values(), asked).items():
+                rows[array_id] = aggregate_array(array_id, tasks)
+            for job_id, status in rows.items():
                 if job_id not in asked:
                     continue
                 if not status.terminal:
@@ -223,6 +265,28 @@ def status_steps(
         if job_id not in statuses:
             statuses[job_id] = unknown_status(job_id, "no SLURM source knows this job")
     return statuses
+
+
+def _by_array(rows: Iterable[JobStatus], wanted: set[str]) -> dict[str, list[JobStatus]]:
+    """The tasks of each wanted job array, by array job id."""
+    tasks: dict[str, list[JobStatus]] = {}
+    for row in rows:
+        if row.array_job_id is not None and row.array_job_id in wanted:
+            tasks.setdefault(row.array_job_id, []).append(row)
+    return tasks
+
+
+def _array_exit_statuses(stdout: str, arrays: Mapping[str, str]) -> dict[str, JobStatus]:
+    """Array statuses from their tasks' exit files (`<name>-<id>_<task>.exit:<code>` lines)."""
+    prefixes = {_split_array_exit(path)[1] + "_": job_id for path, job_id in arrays.items()}
+    tasks: dict[str, list[JobStatus]] = {}
+    for line in stdout.splitlines():
+        file_name = line.partition(":")[0]
+        for prefix, job_id in prefixes.items():
+            if file_name.startswith(prefix):
+                parsed = parse_exit_files(line, {file_name: job_id})
+                tasks.setdefault(job_id, []).extend(parsed.values())
+    return {job_id: aggregate_array(job_id, found) for job_id, found in tasks.items()}
 
 
 def cancel_steps(job_ids: Iterable[str]) -> Steps[None]:
@@ -247,6 +311,35 @@ def queued_steps(prefix: str) -> Steps[list[QueuedJob]]:
         if job_id and name.startswith(prefix):
             jobs.append(QueuedJob(job_id, name, state))
     return jobs
+
+
+def job_nodes_steps(job_id: str, accounting: Accounting) -> Steps[list[str]]:
+    """The nodes a job was given (every task's, for an array): squeue while the controller
+    still holds the job, else sacct; [] for a job that never got any."""
+    result = yield Command(("squeue", "-h", "--states=all", f"--jobs={job_id}", "-o", "%N"))
+    lines = result.stdout.splitlines() if result.returncode == 0 else []
+    if not any(line.strip() for line in lines) and accounting.enabled is not False:
+        result = yield Command(
+            ("sacct", "-X", "-n", "-P", f"--jobs={job_id}", "--format=NodeList")
+        )
+        lines = result.check().stdout.splitlines() if accounting.note(result) else []
+    names: list[str] = []
+    for line in lines:
+        if line.strip() and line.strip() != "None assigned":
+            names.extend(expand_hostlist(line))
+    return list(dict.fromkeys(names))
+
+
+def partition_nodes_steps(partition: str | None) -> Steps[list[str]]:
+    """The nodes of a partition (the default partition when None): ONE sinfo."""
+    result = yield Command(("sinfo", "-h", "-N", "-o", "%N|%P"))
+    names = []
+    for line in result.check().stdout.splitlines():
+        node, _, part = line.strip().partition("|")
+        default = part.endswith("*")
+        if node and (part.rstrip("*") == partition if partition else default):
+            names.append(node)
+    return list(dict.fromkeys(names))
 
 
 def tail_steps(path: str, lines: int) -> Steps[str]:
@@ -380,6 +473,8 @@ class RetryPolicy:
 class SlurmClient:
     """Synchronous client over a `Transport` (operators, hooks, CLI)."""
 
+    supports_arrays = True
+
     def __init__(
         self,
         transport: Transport,
@@ -447,6 +542,12 @@ class SlurmClient:
     def queued(self, prefix: str) -> list[QueuedJob]:
         return self._drive(lambda: queued_steps(prefix))
 
+    def job_nodes(self, job_id: str) -> list[str]:
+        return self._drive(lambda: job_nodes_steps(job_id, self.accounting))
+
+    def partition_nodes(self, partition: str | None) -> list[str]:
+        return self._drive(lambda: partition_nodes_steps(partition))
+
     def read_results(self, output_dir: str, batch: str | None = None) -> dict[str, ResultRecord]:
         return self._drive(lambda: read_results_steps(output_dir, batch))
 
@@ -466,6 +567,8 @@ class SlurmClient:
 
 class AsyncSlurmClient:
     """The same operations over an `AsyncTransport` (triggers)."""
+
+    supports_arrays = True
 
     def __init__(self, transport: AsyncTransport, retry: RetryPolicy | None = None) -> None:
         self.transport = transport

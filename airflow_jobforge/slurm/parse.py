@@ -7,8 +7,8 @@ from airflow_jobforge.results import EXIT_OUTPUT_UNWRITABLE, NOT_WRITABLE
 from airflow_jobforge.slurm.states import JobStatus, Outcome, classify_state, outcome_of_exit_code
 
 # Field lists the client asks for; parsers below depend on their order.
-SQUEUE_FIELDS = "JobID:|,State:|,Reason:|,exit_code"
-SACCT_FIELDS = "JobIDRaw,State,ExitCode,Reason"
+SQUEUE_FIELDS = "JobID:|,State:|,Reason:|,exit_code:|,ArrayJobID:|,ArrayTaskID:|"
+SACCT_FIELDS = "JobIDRaw,State,ExitCode,Reason,JobID"
 ACCOUNTING_DISABLED = "accounting storage is disabled"
 
 
@@ -21,8 +21,16 @@ def parse_sbatch(stdout: str) -> str:
     return job_id
 
 
+def _array_ids(array_job: str, array_task: str) -> dict[str, str | None]:
+    """A task of a job array knows its array; a plain job's ArrayJobID is its own id."""
+    if not array_task or array_task == "N/A" or not array_job.isdigit():
+        return {}
+    return {"array_job_id": array_job, "array_task": array_task}
+
+
 def parse_squeue(stdout: str) -> dict[str, JobStatus]:
-    """`squeue -h -O JobID:|,State:|,Reason:|,exit_code`; exit_code is a raw wait status."""
+    """`squeue -h -O JobID:|,State:|,Reason:|,exit_code:|,ArrayJobID:|,ArrayTaskID:|`;
+    exit_code is a raw wait status. Keyed by the raw job id (an array task's own id)."""
     statuses = {}
     for line in stdout.splitlines():
         parts = [p.strip() for p in line.split("|")]
@@ -40,6 +48,7 @@ def parse_squeue(stdout: str) -> dict[str, JobStatus]:
             exit_code=exit_code,
             reason=exit_reason(exit_code) or (None if reason in ("None", "(null)", "") else reason),
             source="squeue",
+            **_array_ids(*(parts[4:6] if len(parts) > 5 else ("", ""))),
         )
     return statuses
 
@@ -68,6 +77,7 @@ def parse_sacct(stdout: str) -> dict[str, JobStatus]:
         if len(parts) < 4 or not parts[0]:
             continue
         job_id, state, exit_text, reason = parts[:4]
+        array_job, _, array_task = (parts[4] if len(parts) > 4 else "").partition("_")
         exit_code = _exit_code(exit_text)
         statuses[job_id] = JobStatus(
             job_id=job_id,
@@ -76,6 +86,7 @@ def parse_sacct(stdout: str) -> dict[str, JobStatus]:
             exit_code=exit_code,
             reason=exit_reason(exit_code) or (None if reason in ("None", "") else reason),
             source="sacct",
+            **_array_ids(array_job, array_task),
         )
     return statuses
 

@@ -55,6 +55,10 @@ class SubmitRequest:
     python: str = "python3"
     pythonpath: str | None = None
     workdir: str | None = None
+    array: bool = False
+    """One SLURM job array: task I runs job I of the batch alone, in its own allocation."""
+    array_throttle: int | None = None
+    """At most this many of the array's tasks at once (`--array=0-N%K`)."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,24 @@ def sbatch_options(slurm: SlurmParams) -> list[str]:
 
 
 # Shell variables of the script; every other word of the runner command is quoted.
-_VARIABLES = {"$batch_file": '"$batch_file"', "$out": '"$out"'}
+# `$array_index` expands to `--array-index I` in an array task, to nothing elsewhere (the
+# local backend runs an array's script once, for all its jobs).
+_VARIABLES = {
+    "$batch_file": '"$batch_file"',
+    "$out": '"$out"',
+    "$array_index": '${SLURM_ARRAY_TASK_ID:+--array-index "$SLURM_ARRAY_TASK_ID"}',
+}
+
+
+def array_option(request: SubmitRequest) -> str:
+    """`--array=0-<N-1>[%K]`: one task per job of the batch."""
+    n = len(request.batch.jobs)
+    if n < 1:
+        raise JobForgeError(f"batch {request.batch.batch} has no job to submit as an array")
+    throttle = request.array_throttle
+    if throttle is not None and (not isinstance(throttle, int) or throttle < 1):
+        raise JobForgeError(f"array throttle {throttle!r} must be a positive integer")
+    return f"--array=0-{n - 1}" + (f"%{throttle}" if throttle else "")
 
 
 def runner_command(request: SubmitRequest) -> list[str]:
@@ -139,6 +160,8 @@ def runner_command(request: SubmitRequest) -> list[str]:
         "--output",
         "$out",
     ]
+    if request.array:
+        command += ["$array_index"]
     container = request.container
     if container is not None:
         prefix = [container.runtime, "exec"]
@@ -155,14 +178,18 @@ def render(request: SubmitRequest) -> RenderedJob:
         check_remote_path(request.workdir, "working directory")
     name = job_name_for(request.tag)
     slurm_dir = f"{out.rstrip('/')}/slurm"
+    # An array's files are per task: <name>-<array job id>_<task>.out
+    job_pattern = "%A_%a" if request.array else "%j"
     argv = [
         "sbatch",
         "--parsable",
         f"--job-name={name}",
         f"--comment={COMMENT_PREFIX}{request.tag}",
-        f"--output={slurm_dir}/{name}-%j.out",
-        f"--error={slurm_dir}/{name}-%j.err",
+        f"--output={slurm_dir}/{name}-{job_pattern}.out",
+        f"--error={slurm_dir}/{name}-{job_pattern}.err",
     ]
+    if request.array:
+        argv.append(array_option(request))
     if request.workdir:
         argv.append(f"--chdir={request.workdir}")
     # A node failure must surface as NODE_FAIL for Airflow's retry, not rerun silently; a
@@ -179,8 +206,11 @@ def render(request: SubmitRequest) -> RenderedJob:
     script = f"""#!/bin/bash
 # airflow-jobforge batch {q(request.batch.batch)} (tag {q(request.tag)})
 set -u
-# SLURM gives the job id; the local backend (no SLURM) passes its own.
+# SLURM gives the job id (<array job>_<task> in an array); the local backend passes its own.
 job_id=${{SLURM_JOB_ID:-${{JOBFORGE_JOB_ID:?neither SLURM_JOB_ID nor JOBFORGE_JOB_ID is set}}}}
+if [ -n "${{SLURM_ARRAY_TASK_ID:-}}" ]; then
+job_id=${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}
+fi
 out={q(out)}
 slurm_dir={q(slurm_dir)}
 batch_file="$out/batches/"{q(request.batch.batch)}".json"

@@ -64,6 +64,8 @@ class JobStatus:
     exit_code: int | None = None
     reason: str | None = None
     source: str = "none"  # squeue | sacct | exit_file | none | tracker
+    array_job_id: str | None = None  # a task of this job array
+    array_task: str | None = None  # its index ("2-3%2": the pending rest of the array)
 
     @property
     def terminal(self) -> bool:
@@ -77,3 +79,55 @@ def outcome_of_exit_code(code: int) -> Outcome:
     if code in (128 + 15, 128 + 2, 128 + 9):
         return Outcome.CANCELLED
     return Outcome.FAILED
+
+
+# Which task state stands for a whole array that left the queue: the one asking most of the
+# wait task. A node failure resubmits (the tasks without a record), OOM/TIMEOUT may retry with
+# more, a cancellation is final, a failed task's runner says its jobs failed.
+_ARRAY_RANK = {
+    Outcome.RETRYABLE: 5,
+    Outcome.UNKNOWN: 4,
+    Outcome.CANCELLED: 2,
+    Outcome.FAILED: 1,
+    Outcome.SUCCEEDED: 0,
+}
+_RESOURCE = ("OUT_OF_MEMORY", "TIMEOUT")
+
+
+def _array_rank(status: JobStatus) -> int:
+    if normalize_state(status.state) in _RESOURCE:
+        return 3
+    return _ARRAY_RANK.get(status.outcome, 1)
+
+
+def aggregate_array(job_id: str, tasks: list[JobStatus]) -> JobStatus:
+    """One status for a job array from its tasks' statuses: running while any task is;
+    after that the most demanding task's state, with a count of every state in the reason."""
+    if not tasks:
+        return JobStatus(job_id=job_id, state="UNKNOWN", outcome=Outcome.UNKNOWN)
+    counts: dict[str, int] = {}
+    for task in tasks:
+        state = normalize_state(task.state)
+        counts[state] = counts.get(state, 0) + 1
+    summary = "array tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    active = [t for t in tasks if t.outcome is Outcome.RUNNING]
+    if active:
+        running = any(normalize_state(t.state) != "PENDING" for t in active)
+        return JobStatus(
+            job_id=job_id,
+            state="RUNNING" if running else "PENDING",
+            outcome=Outcome.RUNNING,
+            reason=summary,
+            source=tasks[0].source,
+        )
+    worst = max(tasks, key=_array_rank)
+    # A task whose runner exited 1 ran its job, which failed: the array ran (exit code 1).
+    exit_code = worst.exit_code
+    return JobStatus(
+        job_id=job_id,
+        state=worst.state,
+        outcome=worst.outcome,
+        exit_code=exit_code,
+        reason=f"{summary}" + (f"; {worst.reason}" if worst.reason else ""),
+        source=worst.source,
+    )

@@ -36,7 +36,7 @@ THREE_GROUPS = {
     ],
     "submission_groups": [
         {"name": "a", "batching": {"per_node_batch_size": 2}},
-        {"name": "b", "batching": {"per_node_batch_size": 1}},
+        {"name": "b", "batching": {"per_node_batch_size": 1, "job_arrays": False}},
         {"name": "c", "batching": {"per_node_batch_size": 10}},
     ],
     "setup_command": "echo setup",
