@@ -186,7 +186,10 @@ def _batch_tasks(
         max_concurrent_batches=batch.max_concurrent_batches,
         queue_poll_interval=max(wiring.poll_interval, 2.0),
         trigger_rule=ALL_DONE if batch.depends_on else "all_success",
-        doc_md=f"Submits batch `{batch.name}`: {len(batch.jobs)} jobs.",
+        doc_md=f"Submits batch `{batch.name}`: {len(batch.jobs)} jobs"
+        + (", as one SLURM job array (a task per job)." if batch.array else "."),
+        array=batch.array,
+        array_throttle=batch.array_throttle,
         **wiring.common,
     )
     wait = SlurmJobSensor(

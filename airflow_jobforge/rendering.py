@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow_jobforge.config import JobConfiguration, ensure_valid
 from airflow_jobforge.errors import ConfigError, Problem
-from airflow_jobforge.planning import batch_spec, plan_batches
+from airflow_jobforge.planning import batch_spec, merge_arrays, plan_batches
 
 JOB_TASKS_AUTO_MAX = 100
 MAX_TASK_ID = 250
@@ -42,6 +42,10 @@ class BatchRender:
     """One doc per job when the batch reports per job (`job_<name>` tasks), else None."""
     results_doc: str | None
     """The `results_<index>` task's doc when the batch reports as one task, else None."""
+    array: bool = False
+    """Submitted as one SLURM job array, a task per job (merged one-job batches)."""
+    array_throttle: int | None = None
+    """At most this many of the array's tasks at once: the group's max_concurrent_batches."""
     max_concurrent_batches: int | None = None
     """The group's limit of batches in the queue at once (`slurm.limits`), if any."""
 
@@ -80,7 +84,7 @@ def render_config(
     checks for a config `load_config` just validated (on 100,000 jobs they take a second)."""
     if not validated:
         ensure_valid(config, file=file)
-    plan = plan_batches(config)
+    plan = merge_arrays(plan_batches(config), config)
     jobs = config.jobs_by_name()
     per_job = len(jobs) <= JOB_TASKS_AUTO_MAX if job_tasks is None else job_tasks
     check_task_ids(config, file)
@@ -89,6 +93,7 @@ def render_config(
     for batch in plan.batches:
         group = groups[batch.group]
         own_tasks = per_job or len(batch.jobs) == 1
+        throttle = group.max_concurrent_batches if batch.array else None
         batches.append(
             BatchRender(
                 name=batch.name,
@@ -110,7 +115,9 @@ def render_config(
                 results_doc=None
                 if own_tasks
                 else f"Results of batch `{batch.name}`:\n\n"
-                + "\n".join(f"- `{n}`: `{jobs[n].command[:80]}`" for n in batch.jobs),
+                + "\n".join(f"- `{n}`: `{jobs[n].command[:80]}`" for n in batch.jobs[:1000]),
+                array=batch.array,
+                array_throttle=throttle,
             )
         )
     post = config.job_post_process_config

@@ -116,6 +116,11 @@ class BatchingParams(_Frozen):
     try_add_blocked_jobs: bool = Field(
         default=True, description="Let a job join its blockers' batch; the node runner orders them"
     )
+    job_arrays: bool = Field(
+        default=True,
+        description="Submit one-job batches with the same dependencies as SLURM job arrays: "
+        "one sbatch per up to 1,000 of them, each job still in its own allocation",
+    )
 
     @model_validator(mode="after")
     def _time_based_needs_processes(self) -> BatchingParams:

@@ -59,6 +59,9 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
     :param max_concurrent_batches: the group's limit of batches of a run in the SLURM queue
         at once; at the limit the task defers until a slot is free (`slurm.limits`)
     :param queue_poll_interval: seconds between looks at the queue while at the limit
+    :param array: submit the batch as one SLURM job array, a task per job, each in its own
+        allocation (a group's one-job batches, merged); the local backend runs it as one batch
+    :param array_throttle: at most this many of the array's tasks at once (`%K`)
     """
 
     ui_color = "#d6e4f0"
@@ -74,9 +77,13 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
         workdir: str | None = None,
         max_concurrent_batches: int | None = None,
         queue_poll_interval: float = 5.0,
+        array: bool = False,
+        array_throttle: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**with_infra_retries(kwargs))
+        self.array = array
+        self.array_throttle = array_throttle
         self.max_concurrent_batches = max_concurrent_batches
         self.queue_poll_interval = queue_poll_interval
         self.batch = batch
@@ -117,6 +124,8 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
             python=settings.python,
             pythonpath=settings.pythonpath,
             workdir=self.workdir,
+            array=self.array and getattr(client, "supports_arrays", False),
+            array_throttle=self.array_throttle,
         )
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -221,7 +230,11 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
             if job_id is None:
                 continue
             job = SubmittedJob(
-                job_id, f"jf-{tag}", f"{request.output_dir.rstrip('/')}/slurm", adopted=True
+                job_id,
+                f"jf-{tag}",
+                f"{request.output_dir.rstrip('/')}/slurm",
+                adopted=True,
+                array=request.array,
             )
             if adopt_finished:
                 return job

@@ -228,12 +228,15 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         for _ in range(attempt - 1):
             slurm = raised_limits(slurm, self.retry or {}, state) or slurm
         request = replace(request, tag=tag, slurm=slurm)
-        job = SubmittedJob(job_id, f"jf-{tag}", submitted["slurm_dir"], adopted=True)
+        job = SubmittedJob(
+            job_id, f"jf-{tag}", submitted["slurm_dir"], adopted=True, array=request.array
+        )
         return {**job_info(job, request_to_dict(request)), "attempt": attempt}
 
     @staticmethod
     def _info(job_id: str, tag: str, submitted: dict[str, Any]) -> dict[str, Any]:
-        job = SubmittedJob(job_id, f"jf-{tag}", submitted["slurm_dir"], adopted=True)
+        array = bool((submitted.get("request") or {}).get("array"))
+        job = SubmittedJob(job_id, f"jf-{tag}", submitted["slurm_dir"], adopted=True, array=array)
         return job_info(job, submitted["request"])
 
     # --- waiting -----------------------------------------------------------------------------
