@@ -109,6 +109,7 @@ class QueueSlotTrigger(BaseTrigger):
         waiting = listing.waiting.setdefault(mine, set())
         waiting.add(self.batch)
         try:
+            await asyncio.sleep(0)  # triggers started together all register before the first look
             while True:
                 names = [n for n in await listing.current(self.poll_interval) if pattern.match(n)]
                 reservations = listing.reservations.setdefault(mine, Reservations())

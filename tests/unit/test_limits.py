@@ -135,15 +135,18 @@ def test_an_unusable_limits_directory_says_which_and_how_to_fix_it(tmp_path):
 
 
 # --- real processes at once ------------------------------------------------------------------
-def _submitter(directory: str, rate: float | None, limit: int | None, queue: str, n: int) -> None:
-    """One submit task: `n` submissions through the gate; each sbatch appends its start
-    time to `queue` (the shared 'SLURM queue'), which `count` reads."""
+def _submitter(
+    directory: str, rate: float | None, limit: int | None, queue: str, n: int, sbatch_s: float
+) -> None:
+    """One submit task: `n` submissions through the gate; each sbatch (taking `sbatch_s`:
+    a race without the lock would show) appends its start time to `queue` (the shared
+    'SLURM queue'), which `count` reads."""
     gate = SubmissionGate(("slurm", None, None), rate, Path(directory))
     path = Path(queue)
 
     def sbatch() -> None:
         started = time.time()
-        time.sleep(0.3)  # sbatch takes a while: a race without the lock would show
+        time.sleep(sbatch_s)
         with path.open("a") as handle:
             handle.write(f"{started}\n")
 
@@ -154,13 +157,13 @@ def _submitter(directory: str, rate: float | None, limit: int | None, queue: str
         gate.submit(sbatch, count=count if limit else None, limit=limit)
 
 
-def _run_at_once(tmp_path: Path, processes: int, rate: float | None, limit: int | None, n: int):
+def _run_at_once(
+    tmp_path: Path, processes: int, rate: float | None, limit: int | None, n: int, sbatch_s: float
+) -> list[float]:
     queue = tmp_path / "queue"
     ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_submitter, args=(str(tmp_path / "limits"), rate, limit, str(queue), n))
-        for _ in range(processes)
-    ]
+    args = (str(tmp_path / "limits"), rate, limit, str(queue), n, sbatch_s)
+    procs = [ctx.Process(target=_submitter, args=args) for _ in range(processes)]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -170,14 +173,14 @@ def _run_at_once(tmp_path: Path, processes: int, rate: float | None, limit: int 
 
 
 def test_processes_submitting_at_once_never_exceed_the_rate(tmp_path):
-    starts = _run_at_once(tmp_path, processes=3, rate=10.0, limit=None, n=4)
-    assert len(starts) == 12
+    starts = _run_at_once(tmp_path, processes=3, rate=10.0, limit=None, n=3, sbatch_s=0.02)
+    assert len(starts) == 9
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     assert min(gaps) >= 0.1 - 0.005
 
 
 def test_processes_submitting_at_once_never_exceed_the_groups_limit(tmp_path):
-    starts = _run_at_once(tmp_path, processes=6, rate=None, limit=2, n=1)
+    starts = _run_at_once(tmp_path, processes=6, rate=None, limit=2, n=1, sbatch_s=0.3)
     assert len(starts) == 2
 
 
@@ -283,3 +286,33 @@ def test_the_trigger_serializes_everything_it_needs():
     again = QueueSlotTrigger(**kwargs)
     assert path == "airflow_jobforge.triggers.queue_slot.QueueSlotTrigger"
     assert again.serialize() == (path, kwargs)
+
+
+def test_of_two_batches_waiting_for_one_slot_only_the_first_goes(tmp_path, monkeypatch):
+    """Triggers of one triggerer share the queue listing: a free slot wakes one waiter, the
+    lowest batch, not every waiter of the group."""
+    from airflow_jobforge.triggers.queue_slot import QueueSlotTrigger
+
+    monkeypatch.setenv("JOBFORGE_LOCAL_STATE", str(tmp_path))
+    key = "abcdefabcdef"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    (tmp_path / f"{key}.g-0000.t1.json").write_text(json.dumps({"job_id": f"local-{proc.pid}"}))
+
+    async def both() -> tuple[set[str], set[str]]:
+        triggers = [
+            QueueSlotTrigger({"backend": "local"}, key, "g", batch, limit=2, poll_interval=0.2)
+            for batch in ("g-0003", "g-0002")
+        ]
+        tasks = {asyncio.create_task(t.run().__anext__()): t.batch for t in triggers}
+        done, pending = await asyncio.wait(tasks, timeout=1.0)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return {tasks[t] for t in done}, {tasks[t] for t in pending}
+
+    try:
+        went, waiting = asyncio.run(both())
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (went, waiting) == ({"g-0002"}, {"g-0003"})
