@@ -350,8 +350,12 @@ def tail_steps(path: str, lines: int) -> Steps[str]:
 # The output dir is on the cluster: result files are read where they are, through the
 # transport. The directory is an argument of a fixed script, never part of it.
 _CAT_RESULTS = 'cat -- "$1"/results/*.jsonl 2>/dev/null; exit 0'
-# One batch's own records: its runner's file and the records the Airflow side completed.
-_CAT_BATCH = 'cat -- "$1/results/$2.jsonl" "$1/results/$2.completed.jsonl" 2>/dev/null; exit 0'
+# One batch's own records: its runner's file (an array's: one per task, `<batch>.<task>`) and
+# the records the Airflow side completed.
+_CAT_BATCH = (
+    'cd -- "$1/results" 2>/dev/null || exit 0; '
+    'cat -- "$2.jsonl" "$2".[0-9]*.jsonl "$2.completed.jsonl" 2>/dev/null; exit 0'
+)
 
 
 def read_results_steps(

@@ -120,7 +120,8 @@ def test_three_groups_with_a_failing_job_run_end_to_end(kind, cluster, tmp_path)
     assert clear_and_resume(dag, ["b.job_sim1"]) in ("success", "failed")
     after = collect_results(run_dir)
     assert after["sim1"].succeeded and after["sim1"].hpc_job_id != records["sim1"].hpc_job_id
-    rerun_files = list((run_dir / "results").glob("b-0000-rerun2-*.jsonl"))
+    # sim1 and sim2 were one job array; the cleared job reruns alone, as a one-task array
+    rerun_files = list((run_dir / "results").glob("b-array0000-rerun2-*.jsonl"))
     assert len(rerun_files) == 1
     assert [r.name for r in read_records(rerun_files[0])] == ["sim1"], "only the cleared job"
     prep_lines = [
