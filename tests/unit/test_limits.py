@@ -176,7 +176,9 @@ def test_processes_submitting_at_once_never_exceed_the_rate(tmp_path):
     starts = _run_at_once(tmp_path, processes=3, rate=10.0, limit=None, n=3, sbatch_s=0.02)
     assert len(starts) == 9
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    assert min(gaps) >= 0.1 - 0.005
+    # The gate records its own start just before calling sbatch: on a busy machine the
+    # sbatch's own clock reading lags it by a few ms (without the lock gaps are ~0).
+    assert min(gaps) >= 0.1 - 0.03
 
 
 def test_processes_submitting_at_once_never_exceed_the_groups_limit(tmp_path):
@@ -304,7 +306,7 @@ def test_of_two_batches_waiting_for_one_slot_only_the_first_goes(tmp_path, monke
             for batch in ("g-0003", "g-0002")
         ]
         tasks = {asyncio.create_task(t.run().__anext__()): t.batch for t in triggers}
-        done, pending = await asyncio.wait(tasks, timeout=1.0)
+        done, pending = await asyncio.wait(tasks, timeout=1.5)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
