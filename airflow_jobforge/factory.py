@@ -204,7 +204,7 @@ def _batch_tasks(
         "BOOT_FAIL or PREEMPTED.",
     )
     submit >> wait
-    tails = _result_tasks(batch, submit, wiring, job_task)
+    tails = _result_tasks(batch, submit, wait, wiring, job_task)
     wait >> tails
     if post is not None:
         tails = tails + _post_tasks(batch, post, wiring, job_task)
@@ -212,12 +212,14 @@ def _batch_tasks(
 
 
 def _result_tasks(
-    batch: Any, submit: Any, wiring: _Wiring, job_task: dict[str, Any]
+    batch: Any, submit: Any, wait: Any, wiring: _Wiring, job_task: dict[str, Any]
 ) -> list[Any]:
-    """A `job_<name>` task per job where the render asks for them, else one `results_NNNN`."""
+    """A `job_<name>` task per job where the render asks for them, else one `results_NNNN`.
+    They read the records the wait task pushed (no login to the cluster for them)."""
     common = {
         "batch": batch.name,
         "submit_task_id": submit.task_id,
+        "wait_task_id": wait.task_id,
         "poll_interval": wiring.poll_interval,
         "trigger_rule": ALL_DONE,
         **wiring.common,

@@ -32,7 +32,7 @@ from airflow_jobforge.results import (
     unwritable_reason,
 )
 from airflow_jobforge.results.efficiency import BatchUsage
-from airflow_jobforge.slurm.client import QueuedJob, SubmittedJob
+from airflow_jobforge.slurm.client import TAIL_MAX_BYTES, QueuedJob, SubmittedJob
 from airflow_jobforge.slurm.parse import parse_exit_text
 from airflow_jobforge.slurm.script import (
     FALLBACK_ENV,
@@ -174,6 +174,9 @@ class LocalClient:
     def tail_logs(self, path: str, lines: int = 50) -> str:
         return tail_file(path, lines)
 
+    def tails(self, paths: Iterable[str], lines: int = 30) -> dict[str, str]:
+        return {p: tail_file(p, lines, max_bytes=TAIL_MAX_BYTES) for p in paths}
+
     def read_results(self, output_dir: str, batch: str | None = None) -> dict[str, ResultRecord]:
         if batch is None:
             return collect_results(output_dir)
@@ -254,6 +257,9 @@ class AsyncLocalClient:
 
     async def tail_logs(self, path: str, lines: int = 50) -> str:
         return self._sync.tail_logs(path, lines)
+
+    async def tails(self, paths: Iterable[str], lines: int = 30) -> dict[str, str]:
+        return self._sync.tails(paths, lines)
 
     async def read_results(
         self, output_dir: str, batch: str | None = None

@@ -11,7 +11,7 @@ that did not succeed are submitted again, alone, as one SLURM job, and the task 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -26,12 +26,18 @@ from airflow_jobforge.operators.base import (
     with_infra_retries,
 )
 from airflow_jobforge.results import ResultRecord, job_state, summarize
+from airflow_jobforge.results.conclusion import (
+    MAX_FAILED_TAILS,
+    TAIL_LINES,
+    XCOM_KEY,
+    job_output_path,
+    records_from_xcom,
+)
 from airflow_jobforge.results.rundir import RunManifest, manifest_path
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
 
-TAIL_LINES = 30
 NOT_SUCCESSFUL = ("failed", "missing")  # canceled jobs are skipped tasks, not red ones
-MAX_TAILS = 5
+MAX_TAILS = MAX_FAILED_TAILS
 
 
 def describe(name: str, record: ResultRecord | None) -> str:
@@ -54,9 +60,11 @@ class _ResultBase(ClusterMixin, BaseOperator):
         cluster: dict[str, Any],
         submit_task_id: str,
         poll_interval: float = 2.0,
+        wait_task_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**with_infra_retries(kwargs))
+        self.wait_task_id = wait_task_id
         self.jobs = jobs
         self.batch = batch
         self.output_dir = output_dir
@@ -78,11 +86,22 @@ class _ResultBase(ClusterMixin, BaseOperator):
             again = [n for n in names if n not in records or not records[n].succeeded]
             if again:
                 self._rerun(context, again, tries.first)  # defers; resumes in execute_complete
-        return self._report(context, names)
+            return self._report(context, names, None)
+        return self._report(context, names, self._pushed(context))
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         self.log.info("rerun SLURM job %s ended %s", event["job_id"], event.get("state"))
-        return self._report(context, self._selected(context))
+        return self._report(context, self._selected(context), None)
+
+    def _pushed(self, context: Any) -> Pushed | None:
+        """The records and output tails the batch's wait task pushed (no login needed), if
+        it pushed them: a wait that gathered nothing or an older DAG's wait did not."""
+        if not self.wait_task_id:
+            return None
+        data = context["ti"].xcom_pull(task_ids=self.wait_task_id, key=XCOM_KEY)
+        if not data:
+            return None
+        return Pushed(records_from_xcom(data.get("records")) or {}, dict(data.get("tails") or {}))
 
     def _records(self, context: Any) -> dict[str, ResultRecord]:
         client = self.hook.get_client()
@@ -119,12 +138,40 @@ class _ResultBase(ClusterMixin, BaseOperator):
             method_name="execute_complete",
         )
 
-    def _tail(self, client: Any, context: Any, name: str, suffix: str) -> str:
-        path = f"{run_output_dir(self.output_dir, context)}/job-output/{name}.{suffix}"
-        return client.tail_logs(path, TAIL_LINES)
-
-    def _report(self, context: Any, names: list[str]) -> Any:
+    def _report(self, context: Any, names: list[str], pushed: Pushed | None) -> Any:
         raise NotImplementedError
+
+    def _source(self, context: Any, pushed: Pushed | None) -> Pushed:
+        """Records and a tail reader: what the wait pushed, else read through a client
+        (a cleared task's rerun, an older wait)."""
+        if pushed is not None:
+            return pushed
+        client = self.hook.get_client()
+        try:
+            records = client.read_results(run_output_dir(self.output_dir, context))
+        except BaseException:
+            client.close()
+            raise
+        return Pushed(records, {}, client)
+
+
+@dataclass
+class Pushed:
+    """A batch's records and job-output tails; `client` reads tails that are not here."""
+
+    records: dict[str, ResultRecord]
+    tails: dict[str, str]
+    client: Any = None
+
+    def tail(self, run_dir: str, name: str, suffix: str) -> str:
+        path = job_output_path(run_dir, name, suffix)
+        if path in self.tails or self.client is None:
+            return self.tails.get(path, "")
+        return self.client.tail_logs(path, TAIL_LINES)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
 
 
 class JobResultOperator(_ResultBase):
@@ -139,20 +186,21 @@ class JobResultOperator(_ResultBase):
         super().__init__(jobs=[job], **kwargs)
         self.job = job
 
-    def _report(self, context: Any, names: list[str]) -> Any:
-        client = self.hook.get_client()
+    def _report(self, context: Any, names: list[str], pushed: Pushed | None) -> Any:
+        source = self._source(context, pushed)
         try:
-            record = client.read_results(run_output_dir(self.output_dir, context)).get(self.job)
+            record = source.records.get(self.job)
             self.log.info(describe(self.job, record))
             if record is not None and record.hpc_job_id:
                 self.log.info("SLURM job id: %s", record.hpc_job_id)
             if record is not None and record.status == "finished":
+                run_dir = run_output_dir(self.output_dir, context)
                 for suffix in ("out", "err"):
-                    tail = self._tail(client, context, self.job, suffix)
+                    tail = source.tail(run_dir, self.job, suffix)
                     if tail.strip():
                         self.log.info("%s.%s (last lines):\n%s", self.job, suffix, tail)
         finally:
-            client.close()
+            source.close()
         if record is None or record.status == "missing":
             raise AirflowFailException(describe(self.job, record) + "; clear to re-run it")
         if record.status == "canceled":
@@ -176,10 +224,10 @@ class BatchResultOperator(_ResultBase):
     :param poll_interval: seconds between status queries while a cleared task's rerun runs
     """
 
-    def _report(self, context: Any, names: list[str]) -> Any:
-        client = self.hook.get_client()
+    def _report(self, context: Any, names: list[str], pushed: Pushed | None) -> Any:
+        source = self._source(context, pushed)
         try:
-            records = client.read_results(run_output_dir(self.output_dir, context))
+            records = source.records
             bad = []
             lines = []
             for name in names:
@@ -188,12 +236,13 @@ class BatchResultOperator(_ResultBase):
                 if job_state(record) in NOT_SUCCESSFUL:
                     bad.append(name)
             self.log.info("batch %s, %d jobs:\n%s", self.batch, len(names), "\n".join(lines))
+            run_dir = run_output_dir(self.output_dir, context)
             for name in bad[:MAX_TAILS]:
-                tail = self._tail(client, context, name, "err")
+                tail = source.tail(run_dir, name, "err")
                 if tail.strip():
                     self.log.info("%s.err (last lines):\n%s", name, tail)
         finally:
-            client.close()
+            source.close()
         results = {n: records[n].__dict__ for n in names if n in records}
         context["ti"].xcom_push(key="results", value=results)
         if bad:
@@ -237,7 +286,7 @@ class RunSummaryOperator(_ResultBase):
         self.config_file = config_file
 
     def execute(self, context: Any) -> Any:
-        return self._report(context, self._selected(context))
+        return self._report(context, self._selected(context), None)
 
     def _red_tasks(self, context: Any) -> list[str]:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
@@ -296,7 +345,7 @@ class RunSummaryOperator(_ResultBase):
             extra={"params": {k: v for k, v in context["params"].items() if v}},
         )
 
-    def _report(self, context: Any, names: list[str]) -> Any:
+    def _report(self, context: Any, names: list[str], pushed: Pushed | None) -> Any:
         run_dir = run_output_dir(self.output_dir, context)
         context["ti"].xcom_push(key="run_dir", value=run_dir)
         client = self.hook.get_client()

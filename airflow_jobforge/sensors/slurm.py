@@ -40,13 +40,16 @@ from airflow_jobforge.operators.base import (
     task_key,
     with_infra_retries,
 )
+from airflow_jobforge.results import ResultRecord
 from airflow_jobforge.results.completion import completion_file, record_lines, unrecorded
+from airflow_jobforge.results.conclusion import XCOM_KEY, Conclusion
 from airflow_jobforge.results.events import (
     BATCH_ENDED,
     BATCH_RESUBMITTED,
     RECORDS_COMPLETED,
     RETRY_MORE_RESOURCES,
     Event,
+    ended_summary,
 )
 from airflow_jobforge.slurm.client import GRACE_S, StatusTracker, SubmittedJob
 from airflow_jobforge.slurm.nodelist import NODE_FAILURE_STATES, excluding
@@ -103,6 +106,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         self.grace_s = grace_s
         self._job: dict[str, Any] | None = None
         self._tracker: StatusTracker | None = None
+        self._records_client: Any = None
         self._task_key: tuple[str, str, str] | None = None
 
     # --- which job ---------------------------------------------------------------------------
@@ -265,15 +269,17 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         if nxt is not None:
             self._job, self._tracker = nxt, None
             return False
-        return PokeReturnValue(is_done=True, xcom_value=self._conclude(job, status))
+        return PokeReturnValue(is_done=True, xcom_value=self._conclude(job, status, None, context))
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         job = event.pop("echo")
+        conclusion = Conclusion.from_dict(event.pop("conclusion", None))
         status = JobStatus(**{**event, "outcome": Outcome(event["outcome"])})
-        nxt = self._retry_with_more(context, job, status)
+        records = conclusion.records if conclusion is not None else None
+        nxt = self._retry_with_more(context, job, status, records)
         if nxt is not None:
             self._defer(nxt)
-        return self._conclude(job, status)
+        return self._conclude(job, status, conclusion, context)
 
     def _defer(self, job: dict[str, Any]) -> None:
         self.defer(
@@ -291,7 +297,11 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
 
     # --- retry with more resources ---------------------------------------------------------
     def _retry_with_more(
-        self, context: Any, job: dict[str, Any], status: JobStatus
+        self,
+        context: Any,
+        job: dict[str, Any],
+        status: JobStatus,
+        records: dict[str, ResultRecord] | None = None,
     ) -> dict[str, Any] | None:
         """After OUT_OF_MEMORY / TIMEOUT, when the group's `retry` covers it: the batch's jobs
         that did not succeed, submitted again with the raised limit; None otherwise."""
@@ -309,7 +319,8 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             return None
         client = self.hook.get_client()
         try:
-            records = client.read_results(request.output_dir, request.batch.batch)
+            if records is None:
+                records = client.read_results(request.output_dir, request.batch.batch)
             again = [
                 j.name
                 for j in request.batch.jobs
@@ -344,46 +355,110 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         finally:
             client.close()
 
-    def _conclude(self, job: dict[str, Any], status: JobStatus) -> dict[str, Any]:
-        client = self.hook.get_client()
+    def _conclude(
+        self,
+        job: dict[str, Any],
+        status: JobStatus,
+        conclusion: Conclusion | None,
+        context: Any,
+    ) -> dict[str, Any]:
+        """The wait's verdict. With the trigger's `conclusion` (records, tails, event already
+        written) it logs in nowhere unless records must be completed; the records go to XCom
+        (`records`) for the result tasks, whatever the verdict."""
+        client = None
+        if conclusion is None:
+            client = self.hook.get_client()
+            paths = [job["stdout"], job["stderr"]]
+            conclusion = Conclusion(tails={p: client.tail_logs(p, 20) for p in paths})
         try:
             for label, path in (("stdout", job["stdout"]), ("stderr", job["stderr"])):
-                tail = client.tail_logs(path, 20)
+                tail = conclusion.tails.get(path, "")
                 if tail.strip():
                     self.log.info("SLURM job %s %s (last lines):\n%s", job["job_id"], label, tail)
-            summary = f"SLURM job {job['job_id']} ended {status.state}" + (
-                f" ({status.reason})" if status.reason else ""
-            )
-            self._event(
-                client,
-                job,
-                BATCH_ENDED,
-                summary,
-                {"state": normalize_state(status.state), "exit_code": status.exit_code},
-            )
+            summary = ended_summary(job["job_id"], status.state, status.reason)
+            if not conclusion.event_written:
+                client = client or self.hook.get_client()
+                self._event(
+                    client,
+                    job,
+                    BATCH_ENDED,
+                    summary,
+                    {"state": normalize_state(status.state), "exit_code": status.exit_code},
+                )
             ran = status.outcome is Outcome.FAILED and status.exit_code == RUNNER_JOBS_FAILED
             if ran:
                 summary += (
                     ": the batch ran; some of its jobs did not succeed (see the result tasks)"
                 )
             self.log.info(summary)
+            retryable = status.outcome is Outcome.RETRYABLE
+            if not retryable:
+                records = self._complete_records(client, job, status.state, conclusion)
+                self._push_records(context, records, conclusion)
             if status.outcome is Outcome.SUCCEEDED or ran:
-                self._complete_records(client, job, status.state)
                 return {**job, "state": status.state}
-            if status.outcome is Outcome.RETRYABLE:
+            if retryable:
                 raise AirflowException(f"{summary}: the batch is resubmitted on retry")
-            self._complete_records(client, job, status.state)
             raise AirflowFailException(f"{summary}: not retried")
         finally:
-            client.close()
+            if client is not None:
+                client.close()
+
+    def _push_records(
+        self,
+        context: Any,
+        records: dict[str, ResultRecord] | None,
+        conclusion: Conclusion,
+    ) -> None:
+        """The result tasks read the batch's records here instead of logging in for them;
+        tails of the jobs' outputs travel along."""
+        if records is None or context is None or "ti" not in context:
+            return
+        context["ti"].xcom_push(
+            key=XCOM_KEY,
+            value={
+                "records": {n: dict(vars(r)) for n, r in records.items()},
+                "tails": {p: t for p, t in conclusion.tails.items() if "/job-output/" in p},
+            },
+        )
 
     # --- records and events ----------------------------------------------------------------
-    def _complete_records(self, client: Any, job: dict[str, Any], state: str) -> None:
+    def _complete_records(
+        self,
+        client: Any,
+        job: dict[str, Any],
+        state: str,
+        conclusion: Conclusion | None = None,
+    ) -> dict[str, ResultRecord] | None:
         """A record for every job of the batch that has none: canceled when the batch never
-        ran a job (cancelled while pending, refused at launch), else missing."""
-        request = request_from_dict(job["request"])
+        ran a job (cancelled while pending, refused at launch), else missing. Returns the
+        batch's records, completed (None when they could not be read). Logs in only when
+        the trigger brought no records or some must be written."""
+        own = client is None
         try:
-            records = client.read_results(request.output_dir, request.batch.batch)
+            return self._completed(client, job, state, conclusion)
+        finally:
+            if own and self._records_client is not None:
+                self._records_client.close()
+            self._records_client = None
+
+    def _completed(
+        self, client: Any, job: dict[str, Any], state: str, conclusion: Conclusion | None
+    ) -> dict[str, ResultRecord] | None:
+        request = request_from_dict(job["request"])
+        self._records_client = None
+
+        def connect() -> Any:
+            if client is not None:
+                return client
+            self._records_client = self._records_client or self.hook.get_client()
+            return self._records_client
+
+        try:
+            if conclusion is not None and conclusion.event_written:
+                records = dict(conclusion.records)
+            else:
+                records = connect().read_results(request.output_dir, request.batch.batch)
             names = [j.name for j in request.batch.jobs]
             ran = any(records.get(n) is not None and records[n].start for n in names)
             state = normalize_state(state)
@@ -396,13 +471,14 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 hpc_job_id=job["job_id"],
             )
             if not late:
-                return
-            client.append_text(
+                return records
+            connect().append_text(
                 completion_file(request.output_dir, request.batch.batch), record_lines(late)
             )
+            records.update((r.name, r) for r in late)
         except Exception as exc:  # the wait's verdict stands; the result tasks say missing
             self.log.warning("records of batch %s not completed: %s", request.batch.batch, exc)
-            return
+            return None
         self.log.info(
             "%d job(s) of batch %s had no result record: recorded %s",
             len(late),
@@ -410,12 +486,13 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             late[0].status,
         )
         self._event(
-            client,
+            connect(),
             job,
             RECORDS_COMPLETED,
             f"{len(late)} job(s) without a record recorded {late[0].status}",
             {"jobs": [r.name for r in late[:1000]], "status": late[0].status},
         )
+        return records
 
     def _event(
         self, client: Any, job: dict[str, Any], type: str, message: str, data: dict[str, Any]

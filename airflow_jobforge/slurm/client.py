@@ -347,6 +347,34 @@ def tail_steps(path: str, lines: int) -> Steps[str]:
     return result.stdout if result.returncode == 0 else ""
 
 
+TAIL_MAX_BYTES = 4096
+_SEPARATOR = "\x1e"
+# The last lines of many files in one command: each behind a record separator and its path.
+_TAILS = (
+    'n=$1; shift; for f; do printf "\\036%s\\n" "$f"; '
+    'tail -n "$n" -- "$f" 2>/dev/null | tail -c ' + str(TAIL_MAX_BYTES) + "; done; exit 0"
+)
+
+
+def tails_steps(paths: Iterable[str], lines: int) -> Steps[dict[str, str]]:
+    """The last `lines` lines (at most TAIL_MAX_BYTES) of each file; "" for a missing one.
+    One round trip for a batch's logs: the trigger gathers them with its open connection."""
+    wanted = list(dict.fromkeys(paths))
+    if not wanted:
+        return {}
+    result = yield Command(("sh", "-c", _TAILS, "sh", str(int(lines)), *wanted))
+    return parse_tails(result.stdout, wanted)
+
+
+def parse_tails(stdout: str, paths: list[str]) -> dict[str, str]:
+    found = dict.fromkeys(paths, "")
+    for chunk in stdout.split(_SEPARATOR)[1:]:
+        path, _, text = chunk.partition("\n")
+        if path in found:
+            found[path] = text
+    return found
+
+
 # The output dir is on the cluster: result files are read where they are, through the
 # transport. The directory is an argument of a fixed script, never part of it.
 _CAT_RESULTS = 'cat -- "$1"/results/*.jsonl 2>/dev/null; exit 0'
@@ -543,6 +571,10 @@ class SlurmClient:
     def tail_logs(self, path: str, lines: int = 50) -> str:
         return self._drive(lambda: tail_steps(path, lines))
 
+    def tails(self, paths: Iterable[str], lines: int = 30) -> dict[str, str]:
+        wanted = list(paths)
+        return self._drive(lambda: tails_steps(wanted, lines))
+
     def queued(self, prefix: str) -> list[QueuedJob]:
         return self._drive(lambda: queued_steps(prefix))
 
@@ -628,6 +660,10 @@ class AsyncSlurmClient:
 
     async def tail_logs(self, path: str, lines: int = 50) -> str:
         return await self._drive(lambda: tail_steps(path, lines))
+
+    async def tails(self, paths: Iterable[str], lines: int = 30) -> dict[str, str]:
+        wanted = list(paths)
+        return await self._drive(lambda: tails_steps(wanted, lines))
 
     async def queued(self, prefix: str) -> list[QueuedJob]:
         return await self._drive(lambda: queued_steps(prefix))

@@ -11,8 +11,16 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
 from airflow_jobforge.results.completion import completion_file, record_lines, unrecorded
-from airflow_jobforge.results.events import CANCELED_BY_USER, Event, event_text, events_file
+from airflow_jobforge.results.conclusion import TAIL_LINES, Conclusion, job_tail_paths
+from airflow_jobforge.results.events import (
+    CANCELED_BY_USER,
+    Event,
+    batch_ended_event,
+    event_text,
+    events_file,
+)
 from airflow_jobforge.slurm.client import GRACE_S
+from airflow_jobforge.slurm.states import JobStatus
 from airflow_jobforge.triggers.poller import SharedPoller
 
 # Exit files are looked for this often where they are visible (no SSH); see poller.py.
@@ -98,8 +106,36 @@ class SlurmJobTrigger(BaseTrigger):
                 payload = asdict(status)
                 payload["outcome"] = status.outcome.value
                 payload["echo"] = self.echo
+                conclusion = await self._conclude(poller.client, status)
+                if conclusion is not None:
+                    payload["conclusion"] = conclusion.to_dict()
                 yield TriggerEvent(payload)
                 return
+
+    async def _conclude(self, client: Any, status: JobStatus) -> Conclusion | None:
+        """The batch's records, log tails and `batch_ended` event, through the poller's open
+        connection (results/conclusion.py says why); None when this is no batch's wait or
+        it fails (the wait task then fetches them itself)."""
+        job = self.echo or {}
+        request = job.get("request") or {}
+        run_dir, spec = request.get("output_dir"), request.get("batch") or {}
+        batch = spec.get("batch")
+        if not run_dir or not batch:
+            return None
+        try:
+            records = await client.read_results(run_dir, batch)
+            names = [j["name"] for j in spec.get("jobs", ())]
+            paths = [p for p in (job.get("stdout"), job.get("stderr")) if p]
+            paths += job_tail_paths(run_dir, names, records)
+            tails = await client.tails(paths, TAIL_LINES)
+            event = batch_ended_event(batch, job.get("job_id"), status)
+            await client.append_text(
+                str(events_file(run_dir, f"airflow-{batch}")), event_text([event])
+            )
+        except Exception as exc:
+            self.log.warning("SLURM job %s: results not gathered: %s", self.job_id, exc)
+            return None
+        return Conclusion(records=records, tails=tails, event_written=True)
 
     async def on_kill(self) -> None:
         """The user killed the waiting task (mark failed/success, clear): cancel the job.
