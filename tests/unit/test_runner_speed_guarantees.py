@@ -167,3 +167,16 @@ def test_a_runner_started_without_stdin_stdout_stderr_still_wires_each_jobs_own(
     assert code == 0
     assert (out / "job-output" / "a.out").read_text() == "out\n"
     assert (out / "job-output" / "a.err").read_text() == "err\n"
+
+
+def test_the_node_runner_starts_without_airflow_pydantic_or_the_config_models():
+    """It starts on every batch's node: what it imports is paid once per batch."""
+    probe = (
+        "import sys, airflow_jobforge.node.__main__; "
+        "print(' '.join(m for m in sys.modules if m.split('.')[0] in "
+        "('airflow', 'pydantic', 'sqlalchemy') or m.startswith('airflow_jobforge.config')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert loaded == []
