@@ -108,11 +108,6 @@ def default_num_processes() -> int:
         return os.cpu_count() or 1
 
 
-def job_output_paths(output_dir: Path, name: str) -> tuple[Path, Path]:
-    base = output_dir / JOB_OUTPUT_DIR
-    return base / f"{name}.out", base / f"{name}.err"
-
-
 def job_argv(job: JobSpec) -> list[str]:
     """bash for generic commands; other extensions say how their jobs start."""
     if job.extension == "generic_command":
