@@ -10,6 +10,7 @@
 
 NS_PREFIX=jf-n
 NS_BRIDGE=jfbr0
+NS_VETH=jfv  # host side of node K's link: jfvK (eth0 in the node)
 NS_NET=10.77.0
 NS_HOST_ADDR=$NS_NET.1
 NS_PARTITION=multi
@@ -60,11 +61,11 @@ ns_network_up() {
   while IFS=: read -r name addr; do
     k=$((k + 1))
     [[ -e /run/netns/$name ]] || ip netns add "$name"
-    if ! ip link show "jfv$k" >/dev/null 2>&1; then
+    if ! ip link show "$NS_VETH$k" >/dev/null 2>&1; then
       ip -n "$name" link del eth0 2>/dev/null || true
-      ip link add "jfv$k" type veth peer name eth0 netns "$name"
+      ip link add "$NS_VETH$k" type veth peer name eth0 netns "$name"
     fi
-    ip link set "jfv$k" master "$NS_BRIDGE" up
+    ip link set "$NS_VETH$k" master "$NS_BRIDGE" up
     ip -n "$name" addr replace "$addr/24" dev eth0
     ip -n "$name" link set eth0 up
     ip -n "$name" link set lo up
@@ -108,7 +109,7 @@ ns_teardown_beyond() {
     ((k > $1)) || continue
     log "removing node $ns"
     ns_kill "$ns"
-    ip link del "jfv$k" 2>/dev/null || true
+    ip link del "$NS_VETH$k" 2>/dev/null || true
     ip netns del "$ns"
   done
   if (($1 == 0)) && ip link show "$NS_BRIDGE" >/dev/null 2>&1; then
