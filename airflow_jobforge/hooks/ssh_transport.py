@@ -56,7 +56,15 @@ class SSHTransport:
             self.hook.client = None
 
 
+MAX_CHANNELS = 8
+"""Commands at once on one connection: sshd's MaxSessions (10 by default) refuses more
+channels ("open failed"), and a refused channel must not cost a new login."""
+
+
 class AsyncSSHTransport:
+    """One connection for every command of a triggerer's poller and its triggers, at most
+    MAX_CHANNELS commands at once on it."""
+
     def __init__(self, ssh_conn_id: str | None = None, hook: Any = None) -> None:
         if hook is None:
             from airflow.providers.ssh.hooks.ssh import SSHHookAsync
@@ -68,6 +76,7 @@ class AsyncSSHTransport:
         if logging.getLogger("asyncssh").level == logging.NOTSET:
             logging.getLogger("asyncssh").setLevel(logging.WARNING)
         self._lock = asyncio.Lock()
+        self._channels = asyncio.Semaphore(MAX_CHANNELS)
 
     async def _connection(self) -> Any:
         async with self._lock:
@@ -82,9 +91,15 @@ class AsyncSSHTransport:
 
         try:
             conn = await self._connection()
-            result = await conn.run(
-                shlex.join(argv), input=input, check=False, timeout=timeout or DEFAULT_TIMEOUT_S
-            )
+            async with self._channels:
+                result = await conn.run(
+                    shlex.join(argv),
+                    input=input,
+                    check=False,
+                    timeout=timeout or DEFAULT_TIMEOUT_S,
+                )
+        except asyncssh.ChannelOpenError as exc:  # the connection is fine: retried on it
+            raise TransportError(f"SSH: {exc or type(exc).__name__}") from None
         except (asyncssh.Error, OSError) as exc:
             await self.close()
             raise TransportError(f"SSH: {exc or type(exc).__name__}") from None

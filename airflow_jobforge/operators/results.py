@@ -297,7 +297,7 @@ class RunSummaryOperator(_ResultBase):
         ).get(run_id, {})
         return sorted(t for t, state in states.items() if state in RED and t != self.task_id)
 
-    def _write_report(self, run_dir: str) -> None:
+    def _write_report(self, run_dir: str, client: Any) -> None:
         """Counts and efficiency (sacct) in the log, `report.html` with the plots in the run
         dir. Where the run dir is on the cluster only (SSH without a shared file system) the
         report is left to `jobforge stats RUN_DIR --html` there. Never fails the summary."""
@@ -319,11 +319,7 @@ class RunSummaryOperator(_ResultBase):
 
         try:
             ids = run_job_ids(run_dir)
-            client = self.hook.get_client()
-            try:
-                usage = client.usage(ids) if ids else {}
-            finally:
-                client.close()
+            usage = client.usage(ids) if ids else {}
             stats = gather_stats(run_dir, usage)
             if usage:
                 write_efficiency(run_dir, stats.usage)
@@ -346,19 +342,21 @@ class RunSummaryOperator(_ResultBase):
         )
 
     def _report(self, context: Any, names: list[str], pushed: Pushed | None) -> Any:
+        """One client (one login over SSH) for the manifest, the usage and the records."""
         run_dir = run_output_dir(self.output_dir, context)
         context["ti"].xcom_push(key="run_dir", value=run_dir)
         client = self.hook.get_client()
         try:
-            client.write_text(
-                str(manifest_path(run_dir)), self._manifest(context, names).to_json()
-            )
-        except Exception as exc:  # the summary itself still stands
-            self.log.warning("run manifest not written to %s: %s", run_dir, exc)
+            try:
+                client.write_text(
+                    str(manifest_path(run_dir)), self._manifest(context, names).to_json()
+                )
+            except Exception as exc:  # the summary itself still stands
+                self.log.warning("run manifest not written to %s: %s", run_dir, exc)
+            self._write_report(run_dir, client)
+            records = client.read_results(run_dir)
         finally:
             client.close()
-        self._write_report(run_dir)
-        records = self._records(context)
         summary = summarize((records[n] for n in names if n in records), names)
         self.log.info("%s (output: %s)", summary, run_dir)
         bad = [n for n in names if job_state(records.get(n)) in NOT_SUCCESSFUL]

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # Gentle: a batch's end is noticed at most half an interval late after a quiet stretch.
 BACKOFF = 1.5
+# How long a poller with nothing to watch keeps its connection (see `_linger`).
+LINGER_S = 120.0
 # After an exit file appears: SLURM needs a moment to show the job COMPLETING -> COMPLETED.
 ENDING_FIRST_DELAY = 0.2
 
@@ -53,8 +55,10 @@ class SharedPoller:
         max_interval: float = 10.0,
         grace_s: float = GRACE_S,
         probe_interval: float | None = None,
+        linger_s: float = LINGER_S,
     ) -> None:
         self.client = client
+        self.linger_s = linger_s
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.probe_interval = probe_interval
@@ -123,11 +127,28 @@ class SharedPoller:
                 watch.ending = True
         return bool(appeared)
 
+    async def _linger(self) -> bool:
+        """With nothing to watch, keep the connection for `linger_s`: the next batch's wait
+        defers moments later, and over SSH a new poller would be a new login. True when a
+        job arrived in time."""
+        self._wake.clear()
+        if self.watches:
+            return True
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=self.linger_s)
+        except asyncio.TimeoutError:
+            return bool(self.watches)
+        return True
+
     async def _loop(self, loop_key: tuple[int, Hashable]) -> None:
         interval = self.min_interval
         ending_delay = ENDING_FIRST_DELAY
         try:
-            while self.watches:
+            while True:
+                if not self.watches:
+                    if not await self._linger():
+                        break
+                    continue
                 self._wake.clear()
                 ids = list(self.watches)
                 changed = False

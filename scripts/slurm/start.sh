@@ -210,16 +210,23 @@ fi
 # --- sshd on 127.0.0.1 for a non-root test user --------------------------------------------
 id -u "$SSH_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$SSH_USER"
 SSH_DIR="$STATE_DIR/ssh"
+# Its own log (no syslog here): one "Accepted publickey" line per login, which the tests count.
+SSH_LOG=/var/log/jobforge-sshd.log
 mkdir -p "$SSH_DIR"
 [[ -f "$SSH_DIR/id_ed25519" ]] || ssh-keygen -q -t ed25519 -N '' -f "$SSH_DIR/id_ed25519"
 home=$(getent passwd "$SSH_USER" | cut -d: -f6)
 install -d -m 700 -o "$SSH_USER" -g "$SSH_USER" "$home/.ssh"
 install -m 600 -o "$SSH_USER" -g "$SSH_USER" "$SSH_DIR/id_ed25519.pub" "$home/.ssh/authorized_keys"
 ssh-keygen -A >/dev/null
+if pgrep -f "sshd -p $SSH_PORT" >/dev/null && ! pgrep -f "sshd -p $SSH_PORT .*-E $SSH_LOG" >/dev/null; then
+  log "restarting sshd on 127.0.0.1:$SSH_PORT with its own log"  # started by an older script
+  pkill -f "sshd -p $SSH_PORT" || true
+  sleep 0.5
+fi
 if ! pgrep -f "sshd -p $SSH_PORT" >/dev/null; then
   log "starting sshd on 127.0.0.1:$SSH_PORT"
   /usr/sbin/sshd -p "$SSH_PORT" -o ListenAddress=127.0.0.1 -o PasswordAuthentication=no \
-    -o PidFile=/run/sshd-jobforge.pid -o MaxStartups=100:30:200
+    -o PidFile=/run/sshd-jobforge.pid -o MaxStartups=100:30:200 -E "$SSH_LOG"
 fi
 wait_for 10 sshd bash -c "exec 3<>/dev/tcp/127.0.0.1/$SSH_PORT"
 ssh-keyscan -p "$SSH_PORT" 127.0.0.1 2>/dev/null > "$SSH_DIR/known_hosts"
@@ -231,6 +238,7 @@ JOBFORGE_SSH_PORT=$SSH_PORT
 JOBFORGE_SSH_USER=$SSH_USER
 JOBFORGE_SSH_KEY=$SSH_DIR/id_ed25519
 JOBFORGE_SSH_KNOWN_HOSTS=$SSH_DIR/known_hosts
+JOBFORGE_SSH_LOG=$SSH_LOG
 ENV
 if ((NODES)); then
   printf 'JOBFORGE_SLURM_MULTI_PARTITION=%s\nJOBFORGE_SLURM_MULTI_NODES=%s\n' \

@@ -24,6 +24,7 @@ SSH_CONN_ID = "jobforge_deploy_ssh"
 DAG_FILE = "jobforge_deployment_tests.py"
 ERRORS_FILE = "jobforge_deployment_errors.py"  # defines no DAG: the broken configs' errors
 FANOUT = 20  # one-job batches waited for at once in the triggerer
+SSH_BATCHES = 50  # batches of the SSH run whose logins are counted
 
 SLOW_SUBMIT = SHARED / "slow-submit"  # present: the faults DAG's first submit parses slowly
 
@@ -100,6 +101,11 @@ def configs() -> dict[str, dict[str, Any]]:
     return {
         "cli/deploy_pipeline.json": pipeline(),
         "ssh/deploy_pipeline_ssh.json": pipeline(),
+        # 50 batches of two jobs over SSH: how many logins a run costs the login node.
+        "ssh/deploy_logins_ssh.json": {
+            "jobs": jobs([f"l{i:03d}" for i in range(2 * SSH_BATCHES)], "true"),
+            "submission_groups": [group("g", 2)],
+        },
         "cli/deploy_params.json": {
             "jobs": jobs(["a0", "a1", "a2", "b1"], "true"),
             "submission_groups": [group("g", 2)],
