@@ -89,7 +89,7 @@ ns_start_slurmd() {
   log "starting slurmd of node $1"
   mkdir -p "/var/lib/slurm/slurmd/$1"
   nsenter --net="/run/netns/$1" -- unshare --uts -- \
-    /bin/sh -c 'hostname "$1" && exec /usr/sbin/slurmd -N "$1"' sh "$1"
+    /bin/sh -c 'hostname "$1" && exec /usr/sbin/slurmd -N "$1"' sh "$1" 9>&-
 }
 
 # ns_kill NAME: every process of node NAME, at once (what a node's death leaves).

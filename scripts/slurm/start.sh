@@ -56,6 +56,7 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 mkdir -p "$STATE_DIR"
 exec 9>"$STATE_DIR/start.lock"
 flock 9
+# The daemons started below get `9>&-`: one that kept the lock's fd would hold it forever.
 if [[ -z $NODES ]]; then
   NODES=$(cat "$STATE_DIR/nodes" 2>/dev/null || echo 0)
 fi
@@ -141,7 +142,7 @@ chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge 2>/dev/
 chmod 700 /etc/munge; chmod 400 /etc/munge/munge.key
 if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
   log "starting munged"
-  runuser -u munge -- /usr/sbin/munged --force
+  runuser -u munge -- /usr/sbin/munged --force 9>&-
   wait_for 10 munged sh -c 'munge -n | unmunge'
 fi
 
@@ -157,7 +158,7 @@ if ((ACCOUNTING)); then
   chown mysql:mysql /run/mysqld
   if ! mysqladmin ping >/dev/null 2>&1; then
     log "starting mariadb"
-    (mysqld_safe --skip-syslog >/dev/null 2>&1 &)
+    (mysqld_safe --skip-syslog >/dev/null 2>&1 9>&- &)
     wait_for 60 mariadb mysqladmin ping
   fi
   mysql -e "$(slurm_db_sql "$DB_PASS")"
@@ -165,7 +166,7 @@ if ((ACCOUNTING)); then
   chmod 600 /etc/slurm/slurmdbd.conf
   if ! pgrep -x slurmdbd >/dev/null; then
     log "starting slurmdbd"
-    /usr/sbin/slurmdbd
+    /usr/sbin/slurmdbd 9>&-
     wait_for 30 slurmdbd sacctmgr -n list cluster
   fi
   if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
@@ -183,13 +184,13 @@ if ((conf_changed)); then
 fi
 if ! pgrep -x slurmctld >/dev/null; then
   log "starting slurmctld"
-  /usr/sbin/slurmctld -i
+  /usr/sbin/slurmctld -i 9>&-
 fi
 wait_for 30 slurmctld scontrol ping
 if [[ -z $(host_pids slurmd) ]]; then
   log "starting slurmd"
   mkdir -p "/var/lib/slurm/slurmd/$HOST"  # its spool dir with --nodes (unused otherwise)
-  /usr/sbin/slurmd
+  /usr/sbin/slurmd 9>&-
 fi
 for ((k = 1; k <= NODES; k++)); do
   ns_slurmd_running "$NS_PREFIX$k" || ns_start_slurmd "$NS_PREFIX$k"
