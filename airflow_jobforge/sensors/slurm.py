@@ -185,7 +185,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         if normalize_state(state) not in NODE_FAILURE_STATES:
             return request, []
         try:
-            failed = client.job_nodes(job_id)
+            failed = client.job_nodes(job_id, NODE_FAILURE_STATES)
             usable = client.partition_nodes(request.slurm.partition)
             slurm, excluded = excluding(request.slurm, failed, usable)
         except (SlurmError, ValueError) as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Collection, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -313,20 +313,26 @@ def queued_steps(prefix: str) -> Steps[list[QueuedJob]]:
     return jobs
 
 
-def job_nodes_steps(job_id: str, accounting: Accounting) -> Steps[list[str]]:
-    """The nodes a job was given (every task's, for an array): squeue while the controller
-    still holds the job, else sacct; [] for a job that never got any."""
-    result = yield Command(("squeue", "-h", "--states=all", f"--jobs={job_id}", "-o", "%N"))
+def job_nodes_steps(
+    job_id: str, accounting: Accounting, states: Collection[str] | None = None
+) -> Steps[list[str]]:
+    """The nodes a job was given, or an array's tasks were: squeue while the controller still
+    holds the job, else sacct; with `states`, only the nodes of tasks that ended in one of
+    them (an array's NODE_FAIL tasks, not the ones that merely ran); [] when there are none."""
+    result = yield Command(("squeue", "-h", "--states=all", f"--jobs={job_id}", "-o", "%N|%T"))
     lines = result.stdout.splitlines() if result.returncode == 0 else []
     if not any(line.strip() for line in lines) and accounting.enabled is not False:
         result = yield Command(
-            ("sacct", "-X", "-n", "-P", f"--jobs={job_id}", "--format=NodeList")
+            ("sacct", "-X", "-n", "-P", f"--jobs={job_id}", "--format=NodeList,State")
         )
         lines = result.check().stdout.splitlines() if accounting.note(result) else []
     names: list[str] = []
     for line in lines:
-        if line.strip() and line.strip() != "None assigned":
-            names.extend(expand_hostlist(line))
+        nodes, _, state = line.strip().partition("|")
+        if not nodes or nodes == "None assigned":
+            continue
+        if states is None or (state.split() or [""])[0] in states:
+            names.extend(expand_hostlist(nodes))
     return list(dict.fromkeys(names))
 
 
@@ -578,8 +584,8 @@ class SlurmClient:
     def queued(self, prefix: str) -> list[QueuedJob]:
         return self._drive(lambda: queued_steps(prefix))
 
-    def job_nodes(self, job_id: str) -> list[str]:
-        return self._drive(lambda: job_nodes_steps(job_id, self.accounting))
+    def job_nodes(self, job_id: str, states: Collection[str] | None = None) -> list[str]:
+        return self._drive(lambda: job_nodes_steps(job_id, self.accounting, states))
 
     def partition_nodes(self, partition: str | None) -> list[str]:
         return self._drive(lambda: partition_nodes_steps(partition))

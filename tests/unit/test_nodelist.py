@@ -10,7 +10,12 @@ import pytest
 
 from airflow_jobforge.config import SlurmParams
 from airflow_jobforge.slurm.client import SlurmClient
-from airflow_jobforge.slurm.nodelist import excluded_nodes, excluding, expand_hostlist
+from airflow_jobforge.slurm.nodelist import (
+    NODE_FAILURE_STATES,
+    excluded_nodes,
+    excluding,
+    expand_hostlist,
+)
 from airflow_jobforge.slurm.script import sbatch_options
 from airflow_jobforge.slurm.transport import CommandResult
 
@@ -59,9 +64,11 @@ def test_a_node_list_that_is_no_list_of_node_names_is_refused(text):
 
 
 def test_the_nodes_of_a_job_come_from_squeue_while_the_controller_holds_it():
-    replay = Replay({"squeue": [(0, rec("squeue_two_nodes.txt"), "")]})
-    assert SlurmClient(replay).job_nodes("7377") == ["jf-n2", "jf-n3"]
+    replay = Replay({"squeue": [(0, rec("squeue_two_nodes.txt"), "")] * 2})
+    client = SlurmClient(replay)
+    assert client.job_nodes("7690") == ["jf-n1", "jf-n2"]
     assert [c[0] for c in replay.calls] == ["squeue"]
+    assert client.job_nodes("7690", NODE_FAILURE_STATES) == [], "it did not fail"
 
 
 def test_the_nodes_of_a_job_the_controller_forgot_come_from_sacct():
@@ -71,14 +78,12 @@ def test_the_nodes_of_a_job_the_controller_forgot_come_from_sacct():
             "sacct": [(0, rec("sacct_node_fail.txt"), "")],
         }
     )
-    assert SlurmClient(replay).job_nodes("7378") == ["jf-n2"]
+    assert SlurmClient(replay).job_nodes("7636", NODE_FAILURE_STATES) == ["jf-n1"]
 
 
 def test_a_job_that_never_ran_had_no_nodes():
-    replay = Replay(
-        {"squeue": [(0, "\n", "")], "sacct": [(0, rec("sacct_never_ran.txt"), "")]}
-    )
-    assert SlurmClient(replay).job_nodes("7379") == []
+    replay = Replay({"squeue": [(0, "\n", "")], "sacct": [(0, rec("sacct_never_ran.txt"), "")]})
+    assert SlurmClient(replay).job_nodes("7691") == []
 
 
 def test_partition_nodes_are_those_of_the_named_or_the_default_partition():
