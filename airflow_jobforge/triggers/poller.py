@@ -80,6 +80,7 @@ class SharedPoller:
             else:
                 poller = make()
             cls._registry[loop_key] = poller
+            log.info("status poller started for cluster %s", key)
             poller._task = asyncio.get_running_loop().create_task(poller._loop(loop_key))
         return poller
 
