@@ -139,7 +139,8 @@ def add_render_tasks(
     """Create the tasks of a rendered config; only operator construction happens here.
 
     Steps: each batch's tasks inside its group's TaskGroup, the edges between batches and
-    between per-job tasks, then the run's ends (summary, setup, teardown)."""
+    between per-job tasks, then the run's ends (summary, setup, teardown). A worker that
+    runs one task gets only that task's batch (or the run's ends): see `_worker_batch`."""
     _check_output_dir(backend, ssh_conn_id, output_dir, file)
     settings = ClusterSettings(
         backend=backend,
@@ -152,6 +153,9 @@ def add_render_tasks(
     wiring = _Wiring(
         asdict(settings), output_dir, workdir, poll_interval, deferrable, node_failure_retries
     )
+    only = _worker_batch(render)
+    if only is not None:
+        return _add_for_worker(render, wiring, only)
     setup = None
     if render.setup_command:
         setup = JobForgeCommandOperator(
@@ -170,6 +174,43 @@ def add_render_tasks(
     first = [built[b.name].submit for b in render.batches if not b.depends_on]
     last = [task for tasks in built.values() for task in tasks.tails]
     return _add_run_ends(render, wiring, setup, first, last)
+
+
+def _worker_batch(render: Render) -> str | None:
+    """The batch whose task this process's worker runs ("" for the run's ends), or None: build
+    everything (the dag-processor, dag.test, tests).
+
+    Airflow 3 re-parses the DAG file for every task it runs, and a 100-batch DAG's 300
+    operators cost ~0.5 s of CPU to build, mostly deep copies of the DAG's params: on a
+    2-CPU machine running 100,000 jobs through 400 task executions that is the difference
+    between keeping up with the jobs and not. The worker looks up its one task by id and
+    resolves XComs by task id, so the rest of the DAG is not needed there."""
+    task_id = get_parsing_context().task_id
+    if not task_id:
+        return None
+    for batch in render.batches:
+        local = [f"submit_{batch.index}", f"wait_{batch.index}", f"results_{batch.index}"]
+        local += [f"{kind}_{name}" for name in batch.jobs for kind in ("job", "post")]
+        for name in local:
+            own = f"{batch.group}.{name}"
+            if task_id == own or task_id.endswith("." + own):
+                return batch.name
+    return ""
+
+
+def _add_for_worker(render: Render, wiring: _Wiring, only: str) -> tuple[list[Any], list[Any]]:
+    """`only`'s tasks in their group, or (for "") the run's ends alone, without edges."""
+    if not only:
+        setup = None
+        if render.setup_command:
+            setup = JobForgeCommandOperator(
+                task_id="setup", command=render.setup_command, cluster=wiring.cluster
+            ).as_setup()
+        return _add_run_ends(render, wiring, setup, [], [])
+    batch = next(b for b in render.batches if b.name == only)
+    with TaskGroup(group_id=batch.group):
+        tasks = _batch_tasks(batch, render.post, wiring, {})
+    return [tasks.submit], tasks.tails
 
 
 def _batch_tasks(

@@ -396,7 +396,8 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 records = self._complete_records(client, job, status.state, conclusion)
                 self._push_records(context, records, conclusion)
             if status.outcome is Outcome.SUCCEEDED or ran:
-                return {**job, "state": status.state}
+                # The request (the batch's every job) is in the submit task's XCom already.
+                return {**{k: v for k, v in job.items() if k != "request"}, "state": status.state}
             if retryable:
                 raise AirflowException(f"{summary}: the batch is resubmitted on retry")
             raise AirflowFailException(f"{summary}: not retried")

@@ -357,3 +357,27 @@ def test_bad_loader_options_give_the_placeholder_alone(tmp_path):
         DagContext.autoregistered_dags.clear()
     assert list(dags["jobforge_one"].task_dict) == ["config_error"]
     assert len(registered) == 1 and registered[0] is dags["jobforge_one"], "no half-built twin"
+
+
+def test_a_worker_builds_only_the_batch_of_the_task_it_runs(monkeypatch):
+    """Airflow sets the parsing context for a task's worker: only that batch is built."""
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "d")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "c.wait_0000")
+    dag = build_dag(config(), "d", output_dir="/tmp/o")
+    assert set(dag.task_dict) == {
+        "c.submit_0000",
+        "c.wait_0000",
+        "c.job_post1",
+        "c.job_post2",
+        "c.post_post1",
+        "c.post_post2",
+    }
+    assert dag.task_dict["c.job_post1"].upstream_task_ids == {"c.wait_0000"}
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "summary")
+    assert set(build_dag(config(), "d", output_dir="/tmp/o").task_dict) == {
+        "summary",
+        "setup",
+        "teardown",
+    }
+    monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID")
+    assert len(build_dag(config(), "d", output_dir="/tmp/o").task_dict) > 20

@@ -1,0 +1,232 @@
+"""100,000 `true` jobs in batches of 1,000 through the real deployment, against the same
+batches through `jobforge run --no-airflow`, with where the time goes; then 10,000 one-job
+jobs, which the factory submits as job arrays.
+
+Needs root, the SLURM cluster (scripts/slurm/start.sh) and the deployment
+(scripts/airflow/start.sh). Goals (issue 12): the deployment run < 4 minutes on the 2-CPU
+machine and <= 1.5x `jobforge run --no-airflow`; 10,000 one-job jobs in <= 10 sbatch calls.
+
+    .venv/bin/python benchmarks/deployment_scale.py [--jobs 100000 --batch 1000]
+        [--one-job 10000 | --one-job 0]
+
+Where the time goes, from the REST API's task instances and sacct:
+  parse    the DAG visible after its file was written; a worker's parse of the DAG file
+  submit   first submit task start -> last submit task end
+  queue    SLURM Submit -> Start, mean and max over the run's SLURM jobs
+  run      first SLURM Start -> last SLURM End (the node runners)
+  results  last SLURM End -> the DAG run's end (waits noticing, result tasks, summary)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from airflow_jobforge.execution import run_key  # noqa: E402
+from tests.deployment.conftest import STATE_DIR, Deployment, read_env  # noqa: E402
+
+BENCH = Path("/tmp/jobforge-bench-scale")
+PREFIX = "jobforge_scale_"
+DAG_FILE_NAME = "jobforge_bench_scale.py"
+DAG_FILE = '''"""Written by benchmarks/deployment_scale.py: its DAGs."""
+from airflow_jobforge.factory import load_dags
+
+load_dags("{configs}/*.json", globals(), backend="slurm", output_dir="{out}",
+          python="{python}", dag_id_prefix="{prefix}")
+'''
+PARSE_MS = re.compile(r'"dag_file_parse_ms":\s*(\d+)')
+
+
+def config(jobs: int, batch: int, processes: int = 2) -> dict:
+    return {
+        "jobs": [{"name": f"j{i:06d}", "command": "true"} for i in range(jobs)],
+        "submission_groups": [
+            {
+                "name": "g",
+                "slurm": {"walltime": "60"},
+                "batching": {"per_node_batch_size": batch, "num_processes": processes},
+                "monitor": {"interval_s": 0},
+            }
+        ],
+    }
+
+
+def when(text: str | None) -> float | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
+
+
+def sacct_times(name_prefix: str) -> list[tuple[float, float, float]]:
+    """(Submit, Start, End) of every SLURM job (array task) of the run."""
+    out = subprocess.run(
+        ["sacct", "-a", "-X", "-n", "-P", "--starttime=now-3hours",
+         "--format=JobName%300,Submit,Start,End"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rows = []
+    for line in out.splitlines():
+        name, *stamps = line.split("|")
+        if name.startswith(name_prefix) and all(s[:1].isdigit() for s in stamps):
+            rows.append(tuple(datetime.fromisoformat(s).timestamp() for s in stamps))
+    return rows  # type: ignore[return-value]
+
+
+def sdiag_submits(reset: bool = False) -> int:
+    if reset:
+        subprocess.run(["sdiag", "-r"], check=True, capture_output=True)
+        return 0
+    out = subprocess.run(["sdiag"], capture_output=True, text=True, check=True).stdout
+    found = re.search(r"REQUEST_SUBMIT_BATCH_JOB\s+\(\s*\d+\)\s+count:(\d+)", out)
+    return int(found.group(1)) if found else 0
+
+
+def deployment_run(client: Deployment, dag_id: str) -> dict:
+    started = time.time()
+    run_id = client.trigger(dag_id)
+    state = client.wait_run(dag_id, run_id, timeout=3600)
+    ended = time.time()
+    run = client.run(dag_id, run_id)
+    tis = client.task_instances(dag_id, run_id)
+    subs = [t for t in tis if ".submit_" in t["task_id"] and t["start_date"]]
+    parse = []
+    for ti in subs[:3]:
+        found = PARSE_MS.search(client.task_log(dag_id, run_id, ti["task_id"]))
+        if found:
+            parse.append(int(found.group(1)) / 1000)
+    slurm = sacct_times(f"jf-{run_key(dag_id, run_id)}.")
+    return {
+        "run_id": run_id,
+        "state": state,
+        "wall": ended - started,
+        "run_end": when(run.get("end_date")) or ended,
+        "started": started,
+        "tasks": len(tis),
+        "submit": (
+            min(when(t["start_date"]) for t in subs),
+            max(when(t["end_date"]) for t in subs if t["end_date"]),
+        )
+        if subs
+        else None,
+        "worker_parse_s": statistics.median(parse) if parse else None,
+        "slurm": slurm,
+    }
+
+
+def no_airflow_run(config_file: Path) -> tuple[float, int]:
+    out = BENCH / "out-no-airflow"
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(REPO / ".venv/bin/jobforge"), "run", str(config_file), "--no-airflow",
+         "--output", str(out)],
+        capture_output=True, text=True, check=False,
+    )
+    return time.perf_counter() - started, done.returncode
+
+
+def breakdown(result: dict, visible: float) -> str:
+    lines = [f"  parse    DAG visible {visible:.1f} s after its file was written"]
+    if result["worker_parse_s"] is not None:
+        lines[-1] += f"; a worker parses the DAG file in {result['worker_parse_s']:.2f} s"
+    if result["submit"]:
+        first, last = result["submit"]
+        lines.append(
+            f"  submit   {first - result['started']:.1f} s after the trigger; submit tasks "
+            f"span {last - first:.1f} s"
+        )
+    slurm = result["slurm"]
+    if slurm:
+        queue = [start - submit for submit, start, _ in slurm]
+        first_start = min(start for _, start, _ in slurm)
+        last_end = max(end for _, _, end in slurm)
+        lines.append(
+            f"  queue    {len(slurm)} SLURM jobs; Submit -> Start mean "
+            f"{statistics.mean(queue):.1f} s, max {max(queue):.1f} s"
+        )
+        lines.append(f"  run      first Start -> last End {last_end - first_start:.1f} s")
+        lines.append(
+            f"  results  last End -> run end {result['run_end'] - last_end:.1f} s "
+            "(sacct times are whole seconds)"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--one-job", type=int, default=10_000, help="0: skip")
+    args = parser.parse_args()
+
+    client = Deployment(read_env(STATE_DIR / "env"))
+    folder = BENCH / "configs"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (BENCH / "out").mkdir(exist_ok=True)
+    os.chmod(BENCH, 0o755)
+    many = f"true_{args.jobs}_by_{args.batch}"
+    configs = {many: config(args.jobs, args.batch)}
+    if args.one_job:
+        configs[f"one_job_{args.one_job}"] = config(args.one_job, 1)
+    for stem, data in configs.items():
+        (folder / f"{stem}.json").write_text(json.dumps(data))
+
+    written = time.perf_counter()
+    client.write_dag(
+        DAG_FILE_NAME,
+        DAG_FILE.format(configs=folder, out=BENCH / "out", python=sys.executable, prefix=PREFIX),
+    )
+    visible = {}
+    try:
+        for stem in configs:
+            client.wait_dag(PREFIX + stem, timeout=600)
+            client.unpause(PREFIX + stem)
+            visible[stem] = time.perf_counter() - written
+        _measure(client, args, folder, many, visible)
+    finally:
+        client.remove_dag(DAG_FILE_NAME)  # its DAGs would be parsed by every test run
+
+
+def _measure(
+    client: Deployment, args: argparse.Namespace, folder: Path, many: str, visible: dict
+) -> None:
+    result = deployment_run(client, PREFIX + many)
+    plain, rc = no_airflow_run(folder / f"{many}.json")
+    batches = -(-args.jobs // args.batch)
+    print(
+        f"{args.jobs:,} 'true' jobs in {batches} batches of {args.batch:,}, single-node "
+        f"cluster ({os.cpu_count()} CPUs):\n"
+        f"  deployment (REST trigger -> run end): {result['wall']:.1f} s, run {result['state']}, "
+        f"{result['tasks']} task instances   (goal < 240 s)\n"
+        f"  jobforge run --no-airflow (same batches, one after another on this machine): "
+        f"{plain:.1f} s, exit {rc}\n"
+        f"  ratio {result['wall'] / plain:.2f}x   (goal <= 1.5x)"
+    )
+    print(breakdown(result, visible[many]))
+    if not args.one_job:
+        return
+    stem = f"one_job_{args.one_job}"
+    sdiag_submits(reset=True)
+    result = deployment_run(client, PREFIX + stem)
+    submits = sdiag_submits()
+    print(
+        f"{args.one_job:,} one-job jobs (job arrays of <= 1,000): {result['wall']:.1f} s, run "
+        f"{result['state']}, {result['tasks']} task instances, "
+        f"REQUEST_SUBMIT_BATCH_JOB={submits} (sdiag, whole cluster; goal <= 10)"
+    )
+    print(breakdown(result, visible[stem]))
+
+
+if __name__ == "__main__":
+    main()
