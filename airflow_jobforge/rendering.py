@@ -65,6 +65,18 @@ class Render:
     """The file the config came from: the run manifest names it for `results resubmit`."""
 
 
+DOC_JOBS = 20
+"""Jobs a results task's doc lists: the doc is serialized with the DAG, which the
+dag-processor re-serializes at every parse (1,000 lines per batch made a 100-batch DAG 3 MB)."""
+
+
+def results_doc(batch: str, jobs: list[tuple[str, str]]) -> str:
+    lines = [f"- `{name}`: `{command[:80]}`" for name, command in jobs[:DOC_JOBS]]
+    if len(jobs) > DOC_JOBS:
+        lines.append(f"- … and {len(jobs) - DOC_JOBS} more")
+    return f"Results of batch `{batch}` ({len(jobs)} jobs):\n\n" + "\n".join(lines)
+
+
 def job_doc(name: str, group: str | None, blocked_by: tuple[str, ...], command: str) -> str:
     blocked = ", ".join(f"`{b}`" for b in blocked_by) or "none"
     return (
@@ -114,8 +126,7 @@ def render_config(
                 else None,
                 results_doc=None
                 if own_tasks
-                else f"Results of batch `{batch.name}`:\n\n"
-                + "\n".join(f"- `{n}`: `{jobs[n].command[:80]}`" for n in batch.jobs[:1000]),
+                else results_doc(batch.name, [(n, jobs[n].command) for n in batch.jobs]),
                 array=batch.array,
                 array_throttle=throttle,
             )

@@ -81,6 +81,7 @@ class _ResultBase(ClusterMixin, BaseOperator):
     def execute(self, context: Any) -> Any:
         names = self._selected(context)
         tries = context_attempt(context, self.retries)
+        self._whole_run = tries.cleared
         if tries.cleared:
             records = self._records(context)
             again = [n for n in names if n not in records or not records[n].succeeded]
@@ -91,6 +92,7 @@ class _ResultBase(ClusterMixin, BaseOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         self.log.info("rerun SLURM job %s ended %s", event["job_id"], event.get("state"))
+        self._whole_run = True
         return self._report(context, self._selected(context), None)
 
     def _pushed(self, context: Any) -> Pushed | None:
@@ -142,13 +144,15 @@ class _ResultBase(ClusterMixin, BaseOperator):
         raise NotImplementedError
 
     def _source(self, context: Any, pushed: Pushed | None) -> Pushed:
-        """Records and a tail reader: what the wait pushed, else read through a client
-        (a cleared task's rerun, an older wait)."""
+        """Records and a tail reader: what the wait pushed (over SSH), else read through a
+        client: the batch's own files, or the whole run's after a clear (a rerun's records
+        are in files of their own)."""
         if pushed is not None:
             return pushed
         client = self.hook.get_client()
         try:
-            records = client.read_results(run_output_dir(self.output_dir, context))
+            batch = None if getattr(self, "_whole_run", False) else self.batch
+            records = client.read_results(run_output_dir(self.output_dir, context), batch)
         except BaseException:
             client.close()
             raise

@@ -413,8 +413,8 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     ) -> None:
         """The result tasks read the batch's records here instead of logging in for them;
         tails of the jobs' outputs travel along."""
-        if records is None or context is None or "ti" not in context:
-            return
+        if not conclusion.event_written or records is None or not context or "ti" not in context:
+            return  # without SSH the result tasks read their batch's file, cheaper than XCom
         context["ti"].xcom_push(
             key=XCOM_KEY,
             value={

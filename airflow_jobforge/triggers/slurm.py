@@ -106,7 +106,9 @@ class SlurmJobTrigger(BaseTrigger):
                 payload = asdict(status)
                 payload["outcome"] = status.outcome.value
                 payload["echo"] = self.echo
-                conclusion = await self._conclude(poller.client, status)
+                conclusion = None
+                if ClusterSettings(**self.cluster).ssh_conn_id:
+                    conclusion = await self._conclude(poller.client, status)
                 if conclusion is not None:
                     payload["conclusion"] = conclusion.to_dict()
                 yield TriggerEvent(payload)
