@@ -256,3 +256,37 @@ def raised_limits(slurm: SlurmParams, retry: Mapping[str, Any], state: str) -> S
             return None
         return slurm.model_copy(update={"walltime": format_walltime(new)})
     return None
+
+
+def slim_request(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A request for a trigger's kwargs: its batch's jobs by name only.
+
+    The triggerer passes every trigger's kwargs through a pipe to its runner: 100 waits
+    each carrying a 1,000-job batch spec (15 MB) deadlocked Airflow 3.3's triggerer (its
+    supervisor blocked writing to the runner while the runner blocked writing logs). The
+    full spec stays in the submit task's XCom; `restore_request` puts it back."""
+    batch = dict(request["batch"])
+    batch["job_names"] = [job["name"] for job in batch.pop("jobs")]
+    return {**request, "batch": batch}
+
+
+def restore_request(
+    request: Mapping[str, Any], submitted: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """`slim_request` undone with the submitted request's full batch spec (the batch the
+    slim one names is that spec restricted to its jobs)."""
+    batch = request["batch"]
+    if "job_names" not in batch:
+        return dict(request)
+    if not submitted:
+        raise JobForgeError(f"batch {batch['batch']}: the submitted request is gone")
+    full = BatchSpec.from_dict(dict(submitted["request"]["batch"]))
+    spec = restrict_batch(full, batch["job_names"], batch["batch"])
+    return {**request, "batch": spec.to_dict()}
+
+
+def job_names_of(batch: Mapping[str, Any]) -> list[str]:
+    """The job names of a batch spec dict, full or slim."""
+    if "job_names" in batch:
+        return list(batch["job_names"])
+    return [job["name"] for job in batch.get("jobs", ())]

@@ -27,7 +27,9 @@ from airflow_jobforge.execution import (
     raised_limits,
     request_from_dict,
     request_to_dict,
+    restore_request,
     restrict_batch,
+    slim_request,
     submit_tag,
 )
 from airflow_jobforge.operators.base import (
@@ -273,6 +275,9 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         job = event.pop("echo")
+        if job.get("request"):
+            submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
+            job = {**job, "request": restore_request(job["request"], submitted)}
         conclusion = Conclusion.from_dict(event.pop("conclusion", None))
         status = JobStatus(**{**event, "outcome": Outcome(event["outcome"])})
         records = conclusion.records if conclusion is not None else None
@@ -290,7 +295,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 self.poll_interval,
                 self.max_poll_interval,
                 self.grace_s,
-                echo=job,
+                echo=_slim(job),
             ),
             method_name="execute_complete",
         )
@@ -519,6 +524,11 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 client.cancel([self._job["job_id"]])
             finally:
                 client.close()
+
+
+def _slim(job: dict[str, Any]) -> dict[str, Any]:
+    """The job as a trigger's echo: its request's batch by job names (`slim_request`)."""
+    return {**job, "request": slim_request(job["request"])} if job.get("request") else job
 
 
 def _limit_change(old: SubmitRequest, new: SubmitRequest) -> str:

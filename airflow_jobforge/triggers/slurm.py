@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_jobforge.execution import job_names_of
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
 from airflow_jobforge.results.completion import completion_file, record_lines, unrecorded
 from airflow_jobforge.results.conclusion import TAIL_LINES, Conclusion, job_tail_paths
@@ -126,7 +127,7 @@ class SlurmJobTrigger(BaseTrigger):
             return None
         try:
             records = await client.read_results(run_dir, batch)
-            names = [j["name"] for j in spec.get("jobs", ())]
+            names = job_names_of(spec)
             paths = [p for p in (job.get("stdout"), job.get("stderr")) if p]
             paths += job_tail_paths(run_dir, names, records)
             tails = await client.tails(paths, TAIL_LINES)
@@ -184,7 +185,7 @@ class SlurmJobTrigger(BaseTrigger):
         try:
             records = await client.read_results(run_dir, batch)
             late = unrecorded(
-                [job["name"] for job in spec.get("jobs", ())],
+                job_names_of(spec),
                 records,
                 batch=batch,
                 status="canceled",

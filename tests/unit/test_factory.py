@@ -381,3 +381,22 @@ def test_a_worker_builds_only_the_batch_of_the_task_it_runs(monkeypatch):
     }
     monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID")
     assert len(build_dag(config(), "d", output_dir="/tmp/o").task_dict) > 20
+
+
+def test_a_triggers_echo_names_the_jobs_and_the_submitted_spec_restores_them():
+    from airflow_jobforge.execution import job_names_of, restore_request, slim_request
+
+    full = BatchSpec(
+        "g-0000",
+        (JobSpec("a", "true"), JobSpec("b", "true", blocked_by=("a",)), JobSpec("c", "true")),
+    ).to_dict()
+    submitted = {"request": {"tag": "t", "batch": full, "output_dir": "/o"}}
+    retried = {
+        **submitted["request"],
+        "batch": restrict_batch(BatchSpec.from_dict(full), ["b", "c"]).to_dict(),
+    }
+    slim = slim_request(retried)
+    assert "jobs" not in slim["batch"] and job_names_of(slim["batch"]) == ["b", "c"]
+    assert restore_request(slim, submitted) == retried
+    with pytest.raises(JobForgeError, match="gone"):
+        restore_request(slim, None)
