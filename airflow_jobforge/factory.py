@@ -241,6 +241,7 @@ def _batch_tasks(
         poll_interval=wiring.poll_interval,
         max_resubmits=wiring.node_failure_retries,
         retry=batch.retry,
+        batch=batch.spec,
         doc_md=f"Waits for batch `{batch.name}`; resubmits it after NODE_FAIL, "
         "BOOT_FAIL or PREEMPTED.",
     )
@@ -261,6 +262,7 @@ def _result_tasks(
         "batch": batch.name,
         "submit_task_id": submit.task_id,
         "wait_task_id": wait.task_id,
+        "batch_spec": batch.spec,
         "poll_interval": wiring.poll_interval,
         "trigger_rule": ALL_DONE,
         **wiring.common,

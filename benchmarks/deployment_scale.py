@@ -92,6 +92,10 @@ def sdiag_submits(reset: bool = False) -> int:
 
 
 def deployment_run(client: Deployment, dag_id: str) -> dict:
+    for run in client.get(f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]:
+        if run["state"] in ("queued", "running"):  # an interrupted earlier benchmark's
+            client.patch(f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}",
+                         json={"state": "failed"})
     started = time.time()
     run_id = client.trigger(dag_id)
     state = client.wait_run(dag_id, run_id, timeout=3600)

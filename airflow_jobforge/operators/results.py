@@ -17,7 +17,12 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airflow_jobforge.execution import request_from_dict, rerun_names, restrict_batch
+from airflow_jobforge.execution import (
+    request_from_dict,
+    rerun_names,
+    restore_request,
+    restrict_batch,
+)
 from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_attempt,
@@ -61,10 +66,12 @@ class _ResultBase(ClusterMixin, BaseOperator):
         submit_task_id: str,
         poll_interval: float = 2.0,
         wait_task_id: str | None = None,
+        batch_spec: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**with_infra_retries(kwargs))
         self.wait_task_id = wait_task_id
+        self.batch_spec = batch_spec
         self.jobs = jobs
         self.batch = batch
         self.output_dir = output_dir
@@ -117,7 +124,8 @@ class _ResultBase(ClusterMixin, BaseOperator):
         submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
         if not submitted:
             raise AirflowFailException(f"batch {self.batch} was never submitted: nothing to rerun")
-        request = request_from_dict(submitted["request"])
+        full = {"request": {"batch": self.batch_spec}} if self.batch_spec else submitted
+        request = request_from_dict(restore_request(submitted["request"], full))
         batch_name, tag_part = rerun_names(self.batch, self.task_id, cleared_try)
         tag = f"{context_run_key(context)}.{tag_part}"
         request = replace(request, tag=tag, batch=restrict_batch(request.batch, names, batch_name))
@@ -226,6 +234,10 @@ class BatchResultOperator(_ResultBase):
     :param cluster: `ClusterSettings` as a dict (where the records are read, reruns submitted)
     :param submit_task_id: the batch's submit task (its XCom is the request a rerun repeats)
     :param poll_interval: seconds between status queries while a cleared task's rerun runs
+    :param wait_task_id: the batch's wait task: over SSH its XCom `records` holds the batch's
+        records and output tails, read without a login
+    :param batch_spec: the batch's spec (`BatchSpec` as a dict) for a rerun; None: the submit
+        task's XCom holds it whole
     """
 
     def _report(self, context: Any, names: list[str], pushed: Pushed | None) -> Any:

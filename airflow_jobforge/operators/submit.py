@@ -15,6 +15,7 @@ from airflow_jobforge.execution import (
     drop_unselected_blockers,
     request_to_dict,
     restrict_batch,
+    slim_request,
     submit_tag,
 )
 from airflow_jobforge.node.spec import BatchSpec
@@ -173,7 +174,9 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
             len(request.batch.jobs),
             job.stdout_path,
         )
-        return job_info(job, request_to_dict(request))
+        # The batch's jobs by name: their specs are in the DAG (every task that needs them has
+        # them); 1,000-job specs through the API server per task cost more than the tasks.
+        return job_info(job, slim_request(request_to_dict(request)))
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """A queue slot came free: submit (re-checked under the limits lock)."""

@@ -79,6 +79,8 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     :param grace_s: how long a job no SLURM source knows may stay unknown
     :param max_resubmits: resubmissions after NODE_FAIL / BOOT_FAIL / PREEMPTED
     :param retry: the group's retry-with-more-resources rule (`RetryParams` as a dict)
+    :param batch: the batch's spec (`BatchSpec` as a dict), which the submit task's XCom
+        names by its jobs only; None: that XCom holds it whole
     """
 
     ui_color = "#e8f0d6"
@@ -94,9 +96,11 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         grace_s: float = GRACE_S,
         max_resubmits: int = 2,
         retry: dict[str, Any] | None = None,
+        batch: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
+        self.batch = batch
         super().__init__(**with_infra_retries(kwargs))
         self.max_resubmits = max_resubmits
         self.retry = retry
@@ -112,11 +116,27 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         self._task_key: tuple[str, str, str] | None = None
 
     # --- which job ---------------------------------------------------------------------------
+    def _full_spec(self, context: Any) -> dict[str, Any] | None:
+        """Where a slim request's jobs come back from: the batch spec the DAG gave this task,
+        else (an older DAG) the submit task's XCom."""
+        if self.batch is not None:
+            return {"request": {"batch": self.batch}}
+        return context["ti"].xcom_pull(task_ids=self.submit_task_id)
+
+    def _submitted(self, context: Any) -> dict[str, Any] | None:
+        submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
+        if not submitted or not submitted.get("request"):
+            return submitted
+        if "job_names" not in submitted["request"]["batch"]:
+            return submitted
+        request = restore_request(submitted["request"], self._full_spec(context))
+        return {**submitted, "request": request}
+
     def _current_job(self, context: Any) -> dict[str, Any]:
         """The job this try waits for: the submitted one, the latest resubmission of an
         earlier try (adopted whatever its state), or a new resubmission when that one ended
         NODE_FAIL / BOOT_FAIL / PREEMPTED — at most `max_resubmits` times."""
-        submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
+        submitted = self._submitted(context)
         if not submitted:
             raise AirflowSkipException("the batch was not submitted")
         try_number = context_attempt(context, self.retries).try_number
@@ -276,8 +296,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         job = event.pop("echo")
         if job.get("request"):
-            submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
-            job = {**job, "request": restore_request(job["request"], submitted)}
+            job = {**job, "request": restore_request(job["request"], self._full_spec(context))}
         conclusion = Conclusion.from_dict(event.pop("conclusion", None))
         status = JobStatus(**{**event, "outcome": Outcome(event["outcome"])})
         records = conclusion.records if conclusion is not None else None
