@@ -51,14 +51,16 @@ def test_pipeline_ends_with_exact_task_states_one_record_per_job_and_a_failed_su
     assert found["report"].status == "canceled" and "sim_3" in found["report"].reason
     assert all(found[n].succeeded for n in ("prepare", "sim_1", "sim_2", "archive"))
     jobs = slurm_jobs(DAG, run_id)
-    assert submissions_per_batch(jobs, DAG, run_id) == {
-        "short-0000": 1,
-        "long-0000": 1,
-        "long-0001": 1,
-    }, "each batch is one SLURM job"
-    by_batch = {j.name.split(".")[1]: j.state for j in jobs}
+    # short-0000 is one SLURM job; report and archive one job array of two tasks (sacct
+    # lists each task: an allocation of its own).
+    assert submissions_per_batch(jobs, DAG, run_id) == {"short-0000": 1, "long-array0000": 2}
+    by_batch = sorted((j.name.split(".")[1], j.state) for j in jobs)
     # The node runner exits 1 when a job of its batch failed or was canceled: SLURM's FAILED.
-    assert by_batch == {"short-0000": "FAILED", "long-0000": "FAILED", "long-0001": "COMPLETED"}
+    assert by_batch == [
+        ("long-array0000", "COMPLETED"),
+        ("long-array0000", "FAILED"),
+        ("short-0000", "FAILED"),
+    ]
     assert {found[n].hpc_job_id for n in found} == {j.job_id for j in jobs}
     summary = deployment.task_log(DAG, run_id, "summary")
     assert "6 jobs: 4 successful, 1 failed, 1 canceled, 0 missing" in summary
