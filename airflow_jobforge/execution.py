@@ -278,9 +278,13 @@ def restore_request(
     batch = request["batch"]
     if "job_names" not in batch:
         return dict(request)
-    if not submitted:
-        raise JobForgeError(f"batch {batch['batch']}: the submitted request is gone")
-    full = BatchSpec.from_dict(dict(submitted["request"]["batch"]))
+    full_batch = ((submitted or {}).get("request") or {}).get("batch") or {}
+    if "jobs" not in full_batch:
+        raise JobForgeError(
+            f"batch {batch['batch']}: its jobs' specs are neither in the DAG nor in the submit "
+            "task's XCom (give the wait and result tasks the batch spec, as the factory does)"
+        )
+    full = BatchSpec.from_dict(dict(full_batch))
     spec = restrict_batch(full, batch["job_names"], batch["batch"])
     return {**request, "batch": spec.to_dict()}
 

@@ -21,7 +21,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from airflow_jobforge.errors import SlurmError
+from airflow_jobforge.errors import JobForgeError, SlurmError
 from airflow_jobforge.execution import (
     RESOURCE_STATES,
     raised_limits,
@@ -129,7 +129,10 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             return submitted
         if "job_names" not in submitted["request"]["batch"]:
             return submitted
-        request = restore_request(submitted["request"], self._full_spec(context))
+        try:
+            request = restore_request(submitted["request"], self._full_spec(context))
+        except JobForgeError as exc:  # a DAG without the spec stays so: fail, do not retry
+            raise AirflowFailException(str(exc)) from exc
         return {**submitted, "request": request}
 
     def _current_job(self, context: Any) -> dict[str, Any]:

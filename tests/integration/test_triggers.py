@@ -145,7 +145,7 @@ def test_a_restarted_sensor_adopts_instead_of_resubmitting(local):
     wait_running(
         local.client, SimpleNamespace(job_id=submitted["job_id"], exit_file=submitted["exit_file"])
     )
-    sensor = SlurmJobSensor(task_id="wait", submit_task_id="submit", cluster=SLURM)
+    sensor = SlurmJobSensor(task_id="wait", submit_task_id="submit", cluster=SLURM, batch=op.batch)
     restarted = {**ctx, "ti": SimpleNamespace(try_number=2, xcom_pull=lambda task_ids: submitted)}
     assert sensor._current_job(restarted)["job_id"] == submitted["job_id"]
     local.client.cancel([submitted["job_id"]])
@@ -159,7 +159,7 @@ def test_a_sensor_retry_after_node_failure_resubmits_the_batch(local, cluster):
     wait_running(local.client, job)
     with node_down(cluster.host):
         assert wait_terminal(local.client, job).state == "NODE_FAIL"
-    sensor = SlurmJobSensor(task_id="wait", submit_task_id="submit", cluster=SLURM)
+    sensor = SlurmJobSensor(task_id="wait", submit_task_id="submit", cluster=SLURM, batch=op.batch)
     retry = {**ctx, "ti": SimpleNamespace(try_number=2, xcom_pull=lambda task_ids: submitted)}
     new = sensor._current_job(retry)
     assert new["job_id"] != submitted["job_id"] and not new["adopted"]
