@@ -189,12 +189,19 @@ def _worker_batch(render: Render) -> str | None:
     if not task_id:
         return None
     for batch in render.batches:
-        local = [f"submit_{batch.index}", f"wait_{batch.index}", f"results_{batch.index}"]
-        local += [f"{kind}_{name}" for name in batch.jobs for kind in ("job", "post")]
-        for name in local:
-            own = f"{batch.group}.{name}"
+        for kind in ("submit", "wait", "results"):
+            own = f"{batch.group}.{kind}_{batch.index}"
             if task_id == own or task_id.endswith("." + own):
                 return batch.name
+    # A job's own task: `[outer.]<group>.job_<name>` (or post_); job names may hold dots.
+    for kind in ("job_", "post_"):
+        at = task_id.find("." + kind)
+        while at >= 0:
+            group, name = task_id[:at].rsplit(".", 1)[-1], task_id[at + 1 + len(kind) :]
+            for batch in render.batches:
+                if batch.group == group and name in batch.jobs:
+                    return batch.name
+            at = task_id.find("." + kind, at + 1)
     return ""
 
 

@@ -7,7 +7,8 @@ package version and the source of the modules that compute a Render — so editi
 or upgrading (or patching) jobforge can only miss the cache, never serve a stale Render.
 
 Format: pickle of plain data (str, tuples, dicts, frozen dataclasses of them), because it
-loads ~6x faster than JSON here and keeps tuples tuples. Pickle runs code when it loads, so a
+loads ~6x faster than JSON here and keeps tuples tuples. Each batch's spec is a pickle of its
+own inside it, unpickled when first read (`BatchRender.spec`): a worker reads one batch's. Pickle runs code when it loads, so a
 cache file is only read from a directory this user owns and nobody else may write to;
 anything else, and any file that fails to load or does not carry its own key, counts as a miss
 and is rebuilt. Writes go to a temporary file in the same directory and are renamed into
@@ -28,7 +29,7 @@ import stat
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import airflow_jobforge
@@ -38,7 +39,7 @@ from airflow_jobforge.rendering import Render, render_config
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 SUFFIX = ".render.pickle"
 
 # The modules whose code decides a Render: a change to any of them changes every key.
@@ -167,7 +168,10 @@ def _read(directory: Path, entry: Path, key: str) -> Rendered | None:
 
 
 def _write(directory: Path, entry: Path, key: str, rendered: Rendered) -> None:
-    payload = {"key": key, "render": rendered.render, "error": rendered.error}
+    render = rendered.render
+    if render is not None:  # each batch's spec pickled apart: see BatchRender.spec_data
+        render = replace(render, batches=tuple(batch.packed() for batch in render.batches))
+    payload = {"key": key, "render": render, "error": rendered.error}
     tmp = None
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)

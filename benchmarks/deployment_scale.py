@@ -7,7 +7,7 @@ Needs root, the SLURM cluster (scripts/slurm/start.sh) and the deployment
 machine and <= 1.5x `jobforge run --no-airflow`; 10,000 one-job jobs in <= 10 sbatch calls.
 
     .venv/bin/python benchmarks/deployment_scale.py [--jobs 100000 --batch 1000]
-        [--one-job 10000 | --one-job 0]
+        [--one-job 10000 | --one-job 0]   (--jobs 0: the one-job run alone)
 
 Where the time goes, from the REST API's task instances and sacct:
   parse    the DAG visible after its file was written; a worker's parse of the DAG file
@@ -70,9 +70,18 @@ def when(text: str | None) -> float | None:
 def sacct_times(name_prefix: str) -> list[tuple[float, float, float]]:
     """(Submit, Start, End) of every SLURM job (array task) of the run."""
     out = subprocess.run(
-        ["sacct", "-a", "-X", "-n", "-P", "--starttime=now-3hours",
-         "--format=JobName%300,Submit,Start,End"],
-        capture_output=True, text=True, check=True,
+        [
+            "sacct",
+            "-a",
+            "-X",
+            "-n",
+            "-P",
+            "--starttime=now-3hours",
+            "--format=JobName%300,Submit,Start,End",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rows = []
     for line in out.splitlines():
@@ -94,8 +103,9 @@ def sdiag_submits(reset: bool = False) -> int:
 def deployment_run(client: Deployment, dag_id: str) -> dict:
     for run in client.get(f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]:
         if run["state"] in ("queued", "running"):  # an interrupted earlier benchmark's
-            client.patch(f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}",
-                         json={"state": "failed"})
+            client.patch(
+                f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}", json={"state": "failed"}
+            )
     started = time.time()
     run_id = client.trigger(dag_id)
     state = client.wait_run(dag_id, run_id, timeout=3600)
@@ -132,9 +142,17 @@ def no_airflow_run(config_file: Path) -> tuple[float, int]:
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
     done = subprocess.run(
-        [str(REPO / ".venv/bin/jobforge"), "run", str(config_file), "--no-airflow",
-         "--output", str(out)],
-        capture_output=True, text=True, check=False,
+        [
+            str(REPO / ".venv/bin/jobforge"),
+            "run",
+            str(config_file),
+            "--no-airflow",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return time.perf_counter() - started, done.returncode
 
@@ -168,7 +186,7 @@ def breakdown(result: dict, visible: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--jobs", type=int, default=100_000, help="0: skip")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--one-job", type=int, default=10_000, help="0: skip")
     args = parser.parse_args()
@@ -180,7 +198,7 @@ def main() -> None:
     (BENCH / "out").mkdir(exist_ok=True)
     os.chmod(BENCH, 0o755)
     many = f"true_{args.jobs}_by_{args.batch}"
-    configs = {many: config(args.jobs, args.batch)}
+    configs = {many: config(args.jobs, args.batch)} if args.jobs else {}
     if args.one_job:
         configs[f"one_job_{args.one_job}"] = config(args.one_job, 1)
     for stem, data in configs.items():
@@ -205,6 +223,15 @@ def main() -> None:
 def _measure(
     client: Deployment, args: argparse.Namespace, folder: Path, many: str, visible: dict
 ) -> None:
+    if args.jobs:
+        _many(client, args, folder, many, visible)
+    if args.one_job:
+        _one_job(client, args, visible)
+
+
+def _many(
+    client: Deployment, args: argparse.Namespace, folder: Path, many: str, visible: dict
+) -> None:
     result = deployment_run(client, PREFIX + many)
     plain, rc = no_airflow_run(folder / f"{many}.json")
     batches = -(-args.jobs // args.batch)
@@ -218,8 +245,9 @@ def _measure(
         f"  ratio {result['wall'] / plain:.2f}x   (goal <= 1.5x)"
     )
     print(breakdown(result, visible[many]))
-    if not args.one_job:
-        return
+
+
+def _one_job(client: Deployment, args: argparse.Namespace, visible: dict) -> None:
     stem = f"one_job_{args.one_job}"
     sdiag_submits(reset=True)
     result = deployment_run(client, PREFIX + stem)

@@ -45,6 +45,9 @@ DefMemPerCPU=$4
 MpiDefault=none
 ReturnToService=2
 SchedulerType=sched/backfill
+# Start pending jobs on the next 1-s pass, not the default 3 s after a job ends: with one-job
+# array tasks of 0.1 s on 2 CPUs that is 2 jobs/s instead of 0.7 (a real cluster tunes the same).
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 StateSaveLocation=/var/lib/slurm/slurmctld
 SlurmdSpoolDir=$spool
 SlurmctldPidFile=/run/slurm/slurmctld.pid
@@ -55,6 +58,9 @@ SlurmctldDebug=info
 SlurmdDebug=info
 KillWait=10
 MinJobAge=300
+# A finished job stays in slurmctld's memory for MinJobAge s: 10,000 one-job jobs (ten arrays
+# of 1,000) in five minutes would hit the default cap of 10,000 and sbatch would be refused.
+MaxJobCount=200000
 InactiveLimit=0
 Waittime=0
 $5

@@ -400,3 +400,33 @@ def test_a_triggers_echo_names_the_jobs_and_the_submitted_spec_restores_them():
     assert restore_request(slim, submitted) == retried
     with pytest.raises(JobForgeError, match="neither in the DAG"):
         restore_request(slim, None)
+
+
+@pytest.mark.parametrize(
+    ("task_id", "batch"),
+    [
+        ("g.submit_0001", "g-0001"),
+        ("outer.g.results_0000", "g-0000"),
+        ("g.job_x.job_y", "g-0001"),  # job names may hold dots, even ".job_"
+        ("outer.g.post_z", "g-0000"),
+        ("summary", ""),
+        ("g.job_nobody", ""),
+    ],
+)
+def test_a_workers_task_id_names_its_batch(monkeypatch, task_id, batch):
+    from airflow_jobforge.factory import _worker_batch
+    from airflow_jobforge.rendering import render_config
+
+    jobs = [{"name": n, "command": "true"} for n in ("z", "x.job_y")]
+    render = render_config(
+        config(
+            {
+                "jobs": jobs,
+                "submission_groups": [{"name": "g", "batching": {"per_node_batch_size": 1, "job_arrays": False}}],
+            }
+        ),
+        job_tasks=True,
+    )
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", task_id)
+    assert [b.jobs for b in render.batches] == [("z",), ("x.job_y",)]
+    assert _worker_batch(render) == batch

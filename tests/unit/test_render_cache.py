@@ -59,6 +59,20 @@ def test_a_cached_render_builds_the_same_dag_as_a_fresh_one(tmp_path, cache):
     assert len(warm.task_dict) == 3 * 3 + 1 + 121 + 1  # batches, summary, posts, setup
 
 
+def test_a_cached_batch_spec_is_unpickled_only_when_read(tmp_path, cache):
+    """A worker reads one batch's spec: the others stay bytes."""
+    path = str(write_config(tmp_path / "sims.json"))
+    fresh = render_file(path, use_cache=False).render
+    render_file(path)
+    warm = render_file(path)
+    assert warm.cached
+    first, *others = warm.render.batches
+    assert all(isinstance(b.spec_data, bytes) for b in warm.render.batches)
+    assert first.spec == fresh.batches[0].spec and isinstance(first.spec_data, dict)
+    assert all(isinstance(b.spec_data, bytes) for b in others)
+    assert warm.render == fresh
+
+
 def test_editing_the_config_misses_the_cache_and_replaces_the_old_entry(tmp_path, cache):
     path = str(write_config(tmp_path / "sims.json"))
     assert len(render_file(path).render.jobs) == 121
