@@ -1,13 +1,15 @@
 """100,000 `true` jobs in batches of 1,000 through the real deployment, against the same
 batches through `jobforge run --no-airflow`, with where the time goes; then 10,000 one-job
-jobs, which the factory submits as job arrays.
+jobs, which the factory submits as job arrays: submitted and counted, then cancelled (the
+2-CPU test cluster starts 2 one-job jobs a second: 10,000 run ~85 minutes), and 1,000 of
+them run end to end.
 
 Needs root, the SLURM cluster (scripts/slurm/start.sh) and the deployment
 (scripts/airflow/start.sh). Goals (issue 12): the deployment run < 4 minutes on the 2-CPU
 machine and <= 1.5x `jobforge run --no-airflow`; 10,000 one-job jobs in <= 10 sbatch calls.
 
     .venv/bin/python benchmarks/deployment_scale.py [--jobs 100000 --batch 1000]
-        [--one-job 10000 | --one-job 0]   (--jobs 0: the one-job run alone)
+        [--one-job 10000] [--one-job-run 1000]   (0 skips a part; --jobs 0: one-job parts only)
 
 Where the time goes, from the REST API's task instances and sacct:
   parse    the DAG visible after its file was written; a worker's parse of the DAG file
@@ -188,7 +190,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000, help="0: skip")
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--one-job", type=int, default=10_000, help="0: skip")
+    parser.add_argument("--one-job", type=int, default=10_000, help="submitted, counted; 0: skip")
+    parser.add_argument("--one-job-run", type=int, default=1_000, help="run end to end; 0: skip")
     args = parser.parse_args()
 
     client = Deployment(read_env(STATE_DIR / "env"))
@@ -201,6 +204,8 @@ def main() -> None:
     configs = {many: config(args.jobs, args.batch)} if args.jobs else {}
     if args.one_job:
         configs[f"one_job_{args.one_job}"] = config(args.one_job, 1)
+        if args.one_job_run:
+            configs[f"one_job_{args.one_job_run}"] = config(args.one_job_run, 1)
     for stem, data in configs.items():
         (folder / f"{stem}.json").write_text(json.dumps(data))
 
@@ -248,16 +253,60 @@ def _many(
 
 
 def _one_job(client: Deployment, args: argparse.Namespace, visible: dict) -> None:
+    """The one-job config submitted in full (its sbatch calls counted), then cancelled: on
+    the 2-CPU test cluster SLURM starts 2 one-job jobs a second, so 10,000 run ~85 minutes;
+    the first `--one-job-run` of them run end to end instead, through a DAG of their own."""
     stem = f"one_job_{args.one_job}"
+    dag_id = PREFIX + stem
+    sdiag_submits(reset=True)
+    started = time.time()
+    run_id = client.trigger(dag_id)
+    try:
+        while True:
+            tis = client.task_instances(dag_id, run_id)
+            subs = [t for t in tis if ".submit_" in t["task_id"]]
+            if subs and all(t["state"] == "success" for t in subs):
+                break
+            if any(t["state"] in ("failed", "upstream_failed") for t in subs):
+                raise SystemExit(f"{dag_id}: a submit task failed")
+            time.sleep(1)
+        submitted = time.time() - started
+    finally:
+        client.patch(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"})
+        cancel_run(dag_id, run_id)
+    print(
+        f"{args.one_job:,} one-job jobs: {len(subs)} job arrays of <= 1,000 submitted "
+        f"{submitted:.1f} s after the trigger, REQUEST_SUBMIT_BATCH_JOB={sdiag_submits()} "
+        f"(sdiag, whole cluster; goal <= 10), {len(tis)} task instances; then cancelled"
+    )
+    if not args.one_job_run:
+        return
+    stem = f"one_job_{args.one_job_run}"
     sdiag_submits(reset=True)
     result = deployment_run(client, PREFIX + stem)
-    submits = sdiag_submits()
     print(
-        f"{args.one_job:,} one-job jobs (job arrays of <= 1,000): {result['wall']:.1f} s, run "
+        f"{args.one_job_run:,} one-job jobs end to end: {result['wall']:.1f} s, run "
         f"{result['state']}, {result['tasks']} task instances, "
-        f"REQUEST_SUBMIT_BATCH_JOB={submits} (sdiag, whole cluster; goal <= 10)"
+        f"REQUEST_SUBMIT_BATCH_JOB={sdiag_submits()}"
     )
     print(breakdown(result, visible[stem]))
+
+
+def cancel_run(dag_id: str, run_id: str) -> None:
+    """scancel this run's SLURM jobs alone (others may share the cluster)."""
+    prefix = f"jf-{run_key(dag_id, run_id)}."
+    out = subprocess.run(
+        ["squeue", "-h", "-o", "%A|%j"], capture_output=True, text=True, check=True
+    ).stdout
+    ids = sorted(
+        {
+            i
+            for i, _, n in (line.partition("|") for line in out.splitlines())
+            if n.startswith(prefix)
+        }
+    )
+    if ids:
+        subprocess.run(["scancel", *ids], check=False)
 
 
 if __name__ == "__main__":
