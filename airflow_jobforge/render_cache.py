@@ -8,12 +8,12 @@ or upgrading (or patching) jobforge can only miss the cache, never serve a stale
 
 Format: pickle of plain data (str, tuples, dicts, frozen dataclasses of them), because it
 loads ~6x faster than JSON here and keeps tuples tuples. Each batch's spec is a pickle of its
-own inside it, unpickled when first read (`BatchRender.spec`): a worker reads one batch's. Pickle runs code when it loads, so a
-cache file is only read from a directory this user owns and nobody else may write to;
-anything else, and any file that fails to load or does not carry its own key, counts as a miss
-and is rebuilt. Writes go to a temporary file in the same directory and are renamed into
-place: readers see a whole file or none, and two processes writing the same entry at once
-both write the same bytes, the last rename wins.
+own inside it, unpickled when first read (`BatchRender.spec`): a worker reads one batch's.
+Pickle runs code when it loads, so a cache file is only read from a directory this user owns
+and nobody else may write to; anything else, and any file that fails to load or does not
+carry its own key, counts as a miss and is rebuilt. Writes go to a temporary file in the same
+directory and are renamed into place: readers see a whole file or none, and two processes
+writing the same entry at once both write the same bytes, the last rename wins.
 
 Where: `$JOBFORGE_CACHE_DIR`, else `$AIRFLOW_HOME/jobforge-cache`, else
 `~/.cache/jobforge`. `JOBFORGE_CACHE_DIR=off` turns the cache off.

@@ -276,9 +276,7 @@ def results_table(
             why = record.reason or ""
         state = job_state(record)
         more_cells = "".join(f"{cells[row]:<{w}}  " for _, cells, w in extra)
-        lines.append(
-            f"{name:<{width}}  {state:<8}  {rc:>4}  {took:>8}  {more_cells}{why}".rstrip()
-        )
+        lines.append(f"{name:<{width}}  {state:<8}  {rc:>4}  {took:>8}  {more_cells}{why}".rstrip())
         if state == "failed" and stderr_tail is not None and tails < max_tails:
             tails += 1
             lines.extend(f"{'':<{width}}  | {line}" for line in stderr_tail(name).splitlines())

@@ -392,9 +392,7 @@ _CAT_BATCH = (
 )
 
 
-def read_results_steps(
-    output_dir: str, batch: str | None = None
-) -> Steps[dict[str, ResultRecord]]:
+def read_results_steps(output_dir: str, batch: str | None = None) -> Steps[dict[str, ResultRecord]]:
     """The latest record of every job of a run dir; with `batch`, of that batch's files only
     (what its wait needs, without reading a 100,000-job run's records per batch)."""
     if batch is None:
@@ -455,6 +453,8 @@ def usage_steps(job_ids: Iterable[str], accounting: Accounting) -> Steps[dict[st
 
 # --- grace for jobs nobody knows ---------------------------------------------------------------
 GRACE_S = 120.0
+
+
 @dataclass
 class StatusTracker:
     """Decides a job that stays UNKNOWN for longer than `grace_s`; never lets it count as

@@ -422,7 +422,9 @@ def test_a_workers_task_id_names_its_batch(monkeypatch, task_id, batch):
         config(
             {
                 "jobs": jobs,
-                "submission_groups": [{"name": "g", "batching": {"per_node_batch_size": 1, "job_arrays": False}}],
+                "submission_groups": [
+                    {"name": "g", "batching": {"per_node_batch_size": 1, "job_arrays": False}}
+                ],
             }
         ),
         job_tasks=True,
