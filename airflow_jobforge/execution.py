@@ -271,14 +271,14 @@ def slim_request(request: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def restore_request(
-    request: Mapping[str, Any], submitted: Mapping[str, Any] | None
+    request: Mapping[str, Any], full_batch: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """`slim_request` undone with the submitted request's full batch spec (the batch the
-    slim one names is that spec restricted to its jobs)."""
+    """`slim_request` undone with the batch's full spec (the batch the slim one names is
+    that spec restricted to its jobs)."""
     batch = request["batch"]
     if "job_names" not in batch:
         return dict(request)
-    full_batch = ((submitted or {}).get("request") or {}).get("batch") or {}
+    full_batch = full_batch or {}
     if "jobs" not in full_batch:
         raise JobForgeError(
             f"batch {batch['batch']}: its jobs' specs are neither in the DAG nor in the submit "

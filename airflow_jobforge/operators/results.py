@@ -72,6 +72,7 @@ class _ResultBase(ClusterMixin, BaseOperator):
         super().__init__(**with_infra_retries(kwargs))
         self.wait_task_id = wait_task_id
         self.batch_spec = batch_spec
+        self._whole_run = False  # a cleared try's records are in the rerun's files too
         self.jobs = jobs
         self.batch = batch
         self.output_dir = output_dir
@@ -124,8 +125,8 @@ class _ResultBase(ClusterMixin, BaseOperator):
         submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
         if not submitted:
             raise AirflowFailException(f"batch {self.batch} was never submitted: nothing to rerun")
-        full = {"request": {"batch": self.batch_spec}} if self.batch_spec else submitted
-        request = request_from_dict(restore_request(submitted["request"], full))
+        full_batch = self.batch_spec or submitted["request"]["batch"]
+        request = request_from_dict(restore_request(submitted["request"], full_batch))
         batch_name, tag_part = rerun_names(self.batch, self.task_id, cleared_try)
         tag = f"{context_run_key(context)}.{tag_part}"
         request = replace(request, tag=tag, batch=restrict_batch(request.batch, names, batch_name))
@@ -159,7 +160,7 @@ class _ResultBase(ClusterMixin, BaseOperator):
             return pushed
         client = self.hook.get_client()
         try:
-            batch = None if getattr(self, "_whole_run", False) else self.batch
+            batch = None if self._whole_run else self.batch
             records = client.read_results(run_output_dir(self.output_dir, context), batch)
         except BaseException:
             client.close()

@@ -116,12 +116,16 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         self._task_key: tuple[str, str, str] | None = None
 
     # --- which job ---------------------------------------------------------------------------
-    def _full_spec(self, context: Any) -> dict[str, Any] | None:
+    def _full_batch(
+        self, context: Any, submitted: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         """Where a slim request's jobs come back from: the batch spec the DAG gave this task,
         else (an older DAG) the submit task's XCom."""
         if self.batch is not None:
-            return {"request": {"batch": self.batch}}
-        return context["ti"].xcom_pull(task_ids=self.submit_task_id)
+            return self.batch
+        if submitted is None:
+            submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
+        return ((submitted or {}).get("request") or {}).get("batch")
 
     def _submitted(self, context: Any) -> dict[str, Any] | None:
         submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
@@ -130,7 +134,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         if "job_names" not in submitted["request"]["batch"]:
             return submitted
         try:
-            request = restore_request(submitted["request"], self._full_spec(context))
+            request = restore_request(submitted["request"], self._full_batch(context, submitted))
         except JobForgeError as exc:  # a DAG without the spec stays so: fail, do not retry
             raise AirflowFailException(str(exc)) from exc
         return {**submitted, "request": request}
@@ -299,7 +303,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         job = event.pop("echo")
         if job.get("request"):
-            job = {**job, "request": restore_request(job["request"], self._full_spec(context))}
+            job = {**job, "request": restore_request(job["request"], self._full_batch(context))}
         conclusion = Conclusion.from_dict(event.pop("conclusion", None))
         status = JobStatus(**{**event, "outcome": Outcome(event["outcome"])})
         records = conclusion.records if conclusion is not None else None

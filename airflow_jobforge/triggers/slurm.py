@@ -108,7 +108,7 @@ class SlurmJobTrigger(BaseTrigger):
                 payload["outcome"] = status.outcome.value
                 payload["echo"] = self.echo
                 conclusion = None
-                if ClusterSettings(**self.cluster).ssh_conn_id:
+                if self.cluster.get("ssh_conn_id"):
                     conclusion = await self._conclude(poller.client, status)
                 if conclusion is not None:
                     payload["conclusion"] = conclusion.to_dict()

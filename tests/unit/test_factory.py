@@ -397,7 +397,7 @@ def test_a_triggers_echo_names_the_jobs_and_the_submitted_spec_restores_them():
     }
     slim = slim_request(retried)
     assert "jobs" not in slim["batch"] and job_names_of(slim["batch"]) == ["b", "c"]
-    assert restore_request(slim, submitted) == retried
+    assert restore_request(slim, submitted["request"]["batch"]) == retried
     with pytest.raises(JobForgeError, match="neither in the DAG"):
         restore_request(slim, None)
 
