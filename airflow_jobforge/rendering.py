@@ -64,8 +64,6 @@ class BatchRender:
 
     def packed(self) -> BatchRender:
         """This batch with its spec pickled, as the render cache stores it."""
-        if isinstance(self.spec_data, bytes):
-            return self
         return replace(self, spec_data=pickle.dumps(self.spec_data, pickle.HIGHEST_PROTOCOL))
 
     def _key(self) -> tuple[Any, ...]:
