@@ -224,6 +224,15 @@ class _Launcher:
             self._devnull = -1
 
 
+# Signals scancel (and a walltime's end) sends to every process of a job step.
+STEP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGHUP})
+STEP_SIGNAL_SETTLE_S = 0.5
+
+
+def _terminated(wake: _Wakeup) -> str:
+    return f"batch terminated by {signal.Signals(wake.terminated_by or signal.SIGTERM).name}"
+
+
 class _Wakeup:
     """Signals -> bytes on a pipe; the runner blocks on the pipe only."""
 
@@ -246,6 +255,12 @@ class _Wakeup:
                 pass
         except BlockingIOError:
             pass
+
+    def settle(self, seconds: float) -> None:
+        """Wait up to `seconds` for a terminating signal of our own."""
+        deadline = time.monotonic() + seconds
+        while self.terminated_by is None and (left := deadline - time.monotonic()) > 0:
+            self.wait(left)
 
     def close(self) -> None:
         for s, handler in self._old_handlers.items():
@@ -586,10 +601,20 @@ class BatchRunner:
             wake.wait(None if monitor is None else monitor.seconds_until_due())
             if wake.terminated_by is not None:
                 break
-            for pid, rc, usage in self._reaped(running):
+            reaped = self._reaped(running)
+            if wake.terminated_by is None and any(-rc in STEP_SIGNALS for _, rc, _ in reaped):
+                # scancel signals every process of the step, a job's before or after ours: a
+                # job killed that way is the batch's termination, not the job's own end.
+                wake.settle(STEP_SIGNAL_SETTLE_S)
+                seen = {pid for pid, _, _ in reaped}  # exits whose wake-up byte settle() read:
+                reaped += self._reaped(running.keys() - seen)
+            for pid, rc, usage in reaped:
                 r = running.pop(pid)
                 if monitor is not None:
                     monitor.job_ended(pid)
+                if wake.terminated_by is not None and -rc in STEP_SIGNALS:
+                    self._record(r.job, "missing", None, r.start, _terminated(wake), usage)
+                    continue
                 self._finish(r, rc, usage, jobs, dependants, waiting_on, ready)
             if monitor is not None and running and monitor.due():
                 monitor.sample()
@@ -650,9 +675,8 @@ class BatchRunner:
         self._release(name, False, jobs, dependants, waiting_on, ready)
 
     def _terminate(self, running: dict[int, _Running], wake: _Wakeup) -> None:
-        signum = wake.terminated_by or signal.SIGTERM
         ended = self._stop_all(running, wake)
-        reason = f"batch terminated by {signal.Signals(signum).name}"
+        reason = _terminated(wake)
         for pid, r in running.items():
             self._record(r.job, "missing", None, r.start, reason, ended[pid][2])
         for job in self.spec.jobs:

@@ -203,6 +203,26 @@ def test_sigterm_mid_batch_leaves_exactly_one_record_per_job_and_no_orphans(tmp_
             os.kill(int(pid_file.read_text()), 0)
 
 
+def test_a_job_scancel_signals_before_the_runner_is_missing_not_finished(tmp_path):
+    """scancel signals every process of the step: the job's shell may die (and be reaped)
+    before the runner gets its own SIGTERM. That job was ended by the batch's termination."""
+    pid_file = tmp_path / "pid"
+    jobs = (JobSpec("long", f"echo $$ > {pid_file}; sleep 60"), JobSpec("after", "true"))
+    batch_file = tmp_path / "batch.json"
+    BatchSpec(batch="b", jobs=jobs, num_processes=1).dump(batch_file)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "airflow_jobforge.node", "run-batch", str(batch_file)]
+    proc = subprocess.Popen([*argv, "--output", str(out)])
+    _wait_for([pid_file])
+    os.kill(int(pid_file.read_text()), signal.SIGTERM)  # the job's shell first
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # then the runner, as slurmstepd goes down its list
+    assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    got = {r.name: r for r in records(out)}
+    assert got["long"].status == "missing" and "SIGTERM" in got["long"].reason
+    assert got["after"].status == "canceled"
+
+
 def test_job_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path, monkeypatch):
     monkeypatch.setattr(runner_module, "KILL_GRACE_S", 0.5)
     pid_file = tmp_path / "pid"
