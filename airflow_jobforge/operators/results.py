@@ -39,6 +39,7 @@ from airflow_jobforge.results.conclusion import (
     records_from_xcom,
 )
 from airflow_jobforge.results.rundir import RunManifest, manifest_path
+from airflow_jobforge.triggers.resume import not_before
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
 
 NOT_SUCCESSFUL = ("failed", "missing")  # canceled jobs are skipped tasks, not red ones
@@ -144,7 +145,11 @@ class _ResultBase(ClusterMixin, BaseOperator):
         )
         self.defer(
             trigger=SlurmJobTrigger(
-                job.job_id, job.exit_file, asdict(self.settings), self.poll_interval
+                job.job_id,
+                job.exit_file,
+                asdict(self.settings),
+                self.poll_interval,
+                not_before=not_before(),
             ),
             method_name="execute_complete",
         )

@@ -36,6 +36,7 @@ from airflow_jobforge.slurm.limits import batch_group, count_group_jobs, group_p
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.states import Outcome
 from airflow_jobforge.triggers.queue_slot import QueueSlotTrigger
+from airflow_jobforge.triggers.resume import not_before
 
 
 class SlurmSubmitOperator(ClusterMixin, BaseOperator):
@@ -216,6 +217,7 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
                 request.batch.batch,
                 limit,
                 self.queue_poll_interval,
+                not_before=not_before(),
             ),
             method_name="execute_complete",
         )

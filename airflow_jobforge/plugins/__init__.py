@@ -29,6 +29,8 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from airflow_jobforge.plugins import preload
+
 URL_PREFIX = "/jobforge"
 RESULTS_VIEW = {
     "name": "Jobforge results",
@@ -39,10 +41,12 @@ RESULTS_VIEW = {
 
 
 class JobforgePlugin(AirflowPlugin):
-    """The results page (`plugins/app.py`) and its tab in the DAG run view."""
+    """The results page (`plugins/app.py`) and its tab in the DAG run view; the listener
+    that imports the task code before the scheduler forks task processes (`preload.py`)."""
 
     name = "jobforge"
     external_views = [RESULTS_VIEW]
+    listeners = [preload]
 
     @cached_property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]

@@ -15,6 +15,7 @@ event log.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -57,6 +58,7 @@ from airflow_jobforge.slurm.client import GRACE_S, StatusTracker, SubmittedJob
 from airflow_jobforge.slurm.nodelist import NODE_FAILURE_STATES, excluding
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.states import JobStatus, Outcome, normalize_state
+from airflow_jobforge.triggers.resume import not_before
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
 
 RUNNER_JOBS_FAILED = 1  # the node runner's exit code when the batch ran but jobs failed
@@ -279,7 +281,28 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         self.log.info("waiting for SLURM job %s (stdout %s)", job["job_id"], job["stdout"])
         if not self.deferrable:
             return super().execute(context)
+        status = self._ended(job)
+        if status is not None:
+            nxt = self._retry_with_more(context, job, status)
+            if nxt is None:
+                return self._conclude(job, status, None, context)
+            job = nxt
         self._defer(job)
+
+    def _ended(self, job: dict[str, Any]) -> JobStatus | None:
+        """The batch's final status when it ended before its wait got a worker (its exit file
+        is there to see: no SSH); else None. Such a wait concludes here instead of deferring
+        and resuming at once: one worker execution less, and no trigger firing right after
+        its deferral (triggers/resume.py says why that matters)."""
+        exit_file = job.get("exit_file")
+        if self.cluster.get("ssh_conn_id") or not exit_file or not os.path.exists(exit_file):
+            return None
+        client = self.hook.get_client()
+        try:
+            status = client.status([job["job_id"]], {job["job_id"]: exit_file})[job["job_id"]]
+        finally:
+            client.close()
+        return status if status.terminal else None
 
     def poke(self, context: Any) -> PokeReturnValue | bool:
         job = self._job
@@ -322,6 +345,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 self.max_poll_interval,
                 self.grace_s,
                 echo=_slim(job),
+                not_before=not_before(),
             ),
             method_name="execute_complete",
         )

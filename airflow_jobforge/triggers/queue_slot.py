@@ -22,6 +22,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
 from airflow_jobforge.slurm.limits import Reservations, admitted, group_pattern
 from airflow_jobforge.slurm.script import JOB_NAME_PREFIX
+from airflow_jobforge.triggers.resume import hold
 
 
 @dataclass
@@ -60,6 +61,8 @@ class QueueSlotTrigger(BaseTrigger):
     :param batch: the waiting batch (`<group>-<NNNN>`): waiters go in batch order
     :param limit: the group's `max_concurrent_batches`
     :param poll_interval: seconds between looks at the queue
+    :param not_before: epoch seconds before which it does not look (triggers/resume.py says
+        why); None: at once
     """
 
     def __init__(
@@ -70,8 +73,10 @@ class QueueSlotTrigger(BaseTrigger):
         batch: str,
         limit: int,
         poll_interval: float = 5.0,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
+        self.not_before = not_before
         self.cluster = cluster
         self.run_key = run_key
         self.group = group
@@ -89,6 +94,7 @@ class QueueSlotTrigger(BaseTrigger):
                 "batch": self.batch,
                 "limit": self.limit,
                 "poll_interval": self.poll_interval,
+                "not_before": self.not_before,
             },
         )
 
@@ -102,6 +108,7 @@ class QueueSlotTrigger(BaseTrigger):
         return key, listing
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        await hold(self, self.not_before)  # before taking a place among the waiters
         key, listing = self._listing()
         mine = (self.run_key, self.group)
         pattern = group_pattern(self.run_key, self.group)

@@ -23,6 +23,7 @@ from airflow_jobforge.results.events import (
 from airflow_jobforge.slurm.client import GRACE_S
 from airflow_jobforge.slurm.states import JobStatus
 from airflow_jobforge.triggers.poller import SharedPoller
+from airflow_jobforge.triggers.resume import hold
 
 # Exit files are looked for this often where they are visible (no SSH); see poller.py.
 EXIT_FILE_PROBE_S = 0.5
@@ -42,6 +43,8 @@ class SlurmJobTrigger(BaseTrigger):
     :param max_poll_interval: the longest wait between two status queries, in seconds
     :param grace_s: how long a job no SLURM source knows may stay unknown before it fails
     :param echo: data handed back unchanged in the event (the submit task's XCom)
+    :param not_before: epoch seconds before which no event fires (triggers/resume.py says
+        why); None: at once
     """
 
     def __init__(
@@ -53,8 +56,10 @@ class SlurmJobTrigger(BaseTrigger):
         max_poll_interval: float = 10.0,
         grace_s: float = GRACE_S,
         echo: dict[str, Any] | None = None,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
+        self.not_before = not_before
         # Returned in the event: dag.test() drops defer() kwargs, the triggerer does not.
         self.echo = echo
         self.job_id = job_id
@@ -75,6 +80,7 @@ class SlurmJobTrigger(BaseTrigger):
                 "max_poll_interval": self.max_poll_interval,
                 "grace_s": self.grace_s,
                 "echo": self.echo,
+                "not_before": self.not_before,
             },
         )
 
@@ -104,6 +110,11 @@ class SlurmJobTrigger(BaseTrigger):
                 f" ({status.reason})" if status.reason else "",
             )
             if status.terminal:
+                held = await hold(self, self.not_before)
+                if held:
+                    self.log.info(
+                        "SLURM job %s: event held %.1f s (just deferred)", self.job_id, held
+                    )
                 payload = asdict(status)
                 payload["outcome"] = status.outcome.value
                 payload["echo"] = self.echo

@@ -133,7 +133,15 @@ BASE_ENV=(HOME=/root LANG=C.UTF-8
   "PATH=$(dirname "$AIRFLOW_BIN"):/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
   "${ENV_LINES[@]}")
 # What a running component was started with: when it differs, the component is restarted.
-CONFIG_ID=$( (cat "$ENV_FILE"; echo "$AIRFLOW_BIN") | sha256sum | cut -c1-16)
+# jobforge's own code counts: the scheduler and the triggerer keep it imported (the
+# scheduler preloads it for its task processes: airflow_jobforge/plugins/preload.py).
+JOBFORGE_DIR=$("$PYTHON" -c 'import airflow_jobforge, os; print(os.path.dirname(airflow_jobforge.__file__))' 2>/dev/null || true)
+code_id() {
+  [[ -n $JOBFORGE_DIR ]] || return 0
+  find "$JOBFORGE_DIR" -type f \( -name '*.py' -o -name '*.html' \) -print0 | sort -z |
+    xargs -0 cat | sha256sum
+}
+CONFIG_ID=$( (cat "$ENV_FILE"; echo "$AIRFLOW_BIN"; code_id) | sha256sum | cut -c1-16)
 
 # --- metadata database ---------------------------------------------------------------------
 # `airflow db migrate` is idempotent but costs a CLI start (~3 s): skip it when the database
