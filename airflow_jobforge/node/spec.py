@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,13 @@ class BatchSpec:
     monitor_interval_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What `dataclasses.asdict` gives, built directly: asdict copies value by value,
+        and every submit and wait of a 1,000-job batch converts its spec (11% of a task
+        process's time in the 20,000-job deployment run, sampled with py-spy)."""
+        data = {name: getattr(self, name) for name in _BATCH_FIELDS}
+        data["jobs"] = tuple({name: getattr(j, name) for name in _JOB_FIELDS} for j in self.jobs)
+        data["env"] = dict(self.env)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchSpec:
@@ -57,6 +63,10 @@ class BatchSpec:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BatchSpec:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+_JOB_FIELDS = tuple(f.name for f in fields(JobSpec))  # values: str, bool, tuples of str
+_BATCH_FIELDS = tuple(f.name for f in fields(BatchSpec))
 
 
 def array_task(spec: BatchSpec, index: int) -> BatchSpec:

@@ -42,7 +42,11 @@ def on_starting(component: Any) -> None:
 
 
 def preload() -> None:
-    """Import what a jobforge task imports."""
+    """Import what a jobforge task imports, and load the plugins as the Task SDK does for
+    every task (an entry-point scan: 5.6% of a task process's samples in the same run)."""
+    from airflow.sdk.plugins_manager import integrate_macros_plugins
+
+    integrate_macros_plugins()
     import airflow_jobforge.factory
     import airflow_jobforge.operators.command
     import airflow_jobforge.operators.post_process

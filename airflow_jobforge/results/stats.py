@@ -179,13 +179,16 @@ def _read_samples(run_dir: Path) -> tuple[list[NodeSeries], dict[str, int]]:
 
 
 def gather_stats(
-    run_dir: str | os.PathLike[str], usage: Mapping[str, BatchUsage] | None = None
+    run_dir: str | os.PathLike[str],
+    usage: Mapping[str, BatchUsage] | None = None,
+    records: dict[str, ResultRecord] | None = None,
 ) -> RunStats:
     """The run's stats. `usage` is what sacct just said (merged over the saved file's);
     None reads `efficiency.json` only. A usage whose job name is not the batch's (a job id
-    the controller reused) is left out."""
+    the controller reused) is left out. `records`: the run's, when the caller has read
+    them (a 100,000-job run's take ~1 s to read)."""
     run_dir = Path(run_dir)
-    records = collect_results(run_dir)
+    records = collect_results(run_dir) if records is None else records
     manifest = read_manifest(run_dir)
     expected = list(manifest.jobs) if manifest is not None and manifest.jobs else None
     jobs = slurm_jobs(run_dir, records)
@@ -439,6 +442,10 @@ def stats_to_dict(stats: RunStats, top: int = 10) -> dict[str, Any]:
     }
 
 
-def run_job_ids(run_dir: str | os.PathLike[str]) -> list[str]:
-    """The run's SLURM job ids sacct can know (what to pass to `client.usage`)."""
-    return accountable_ids(slurm_jobs(run_dir, collect_results(run_dir)))
+def run_job_ids(
+    run_dir: str | os.PathLike[str], records: dict[str, ResultRecord] | None = None
+) -> list[str]:
+    """The run's SLURM job ids sacct can know (what to pass to `client.usage`); `records`
+    as for `gather_stats`."""
+    records = collect_results(run_dir) if records is None else records
+    return accountable_ids(slurm_jobs(run_dir, records))

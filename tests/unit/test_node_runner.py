@@ -422,3 +422,26 @@ def test_a_jobs_peak_rss_does_not_inherit_the_runners_earlier_peak(tmp_path):
     rss_now = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     assert run_batch(BatchSpec(batch="b", jobs=(JobSpec("small", "true"),)), tmp_path, 1) == 0
     assert by_name(tmp_path)["small"].max_rss_bytes < rss_now + (100 << 20)
+
+
+def test_a_batch_specs_dict_is_what_asdict_gives():
+    from dataclasses import asdict
+
+    from airflow_jobforge.node.spec import BatchSpec, JobSpec
+
+    spec = BatchSpec(
+        "g-0000",
+        (
+            JobSpec("a", "true"),
+            JobSpec("b", "echo b", ("a",), ("x.y",), True, "custom"),
+        ),
+        num_processes=3,
+        node_setup_command="setup",
+        node_teardown_command="teardown",
+        env={"K": "V"},
+        monitor_interval_s=2.5,
+    )
+    data = spec.to_dict()
+    assert data == asdict(spec) and type(data["jobs"]) is tuple
+    assert data["env"] is not spec.env  # a copy, as asdict's
+    assert BatchSpec.from_dict(data) == spec

@@ -76,3 +76,36 @@ def test_a_writable_or_absent_dir_is_no_problem_a_file_is(tmp_path):
     (tmp_path / "f").write_text("")
     assert unwritable_reason(tmp_path / "f") == f"Not a directory: {tmp_path / 'f'}"
     assert list(tmp_path.iterdir()) == [tmp_path / "f"]
+
+
+def test_a_batch_result_pushes_only_the_records_of_jobs_that_did_not_succeed():
+    """Every record is in the run directory; in XCom a 1,000-job batch's would be ~270 KB."""
+    from types import SimpleNamespace
+
+    import pytest
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_jobforge.operators.results import BatchResultOperator, Pushed
+
+    def record(name, status, code):
+        return ResultRecord(name, status, code, 0.1, 1.0, 1.1, "g-0000")
+
+    task = BatchResultOperator(
+        task_id="results_0000",
+        jobs=["a", "b", "c"],
+        batch="g-0000",
+        output_dir="/o",
+        cluster={"backend": "local"},
+        submit_task_id="submit_0000",
+    )
+    pushed: dict = {}
+    ti = SimpleNamespace(xcom_push=lambda key, value: pushed.__setitem__(key, value))
+    context = {"ti": ti, "run_id": "r1"}
+    ok = {n: record(n, "finished", 0) for n in "abc"}
+    assert task._report(context, ["a", "b", "c"], Pushed(ok, {})) == {"jobs": 3, "succeeded": 3}
+    assert pushed == {}
+    records = {"a": ok["a"], "b": record("b", "finished", 1), "c": record("c", "canceled", None)}
+    with pytest.raises(AirflowFailException, match="1 of 3 jobs"):
+        task._report(context, ["a", "b", "c"], Pushed(records, {}))
+    assert set(pushed["results"]) == {"b", "c"}
+    assert pushed["results"]["b"]["return_code"] == 1
