@@ -300,6 +300,9 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         client = self.hook.get_client()
         try:
             status = client.status([job["job_id"]], {job["job_id"]: exit_file})[job["job_id"]]
+        except SlurmError as exc:  # the trigger will ask again
+            self.log.info("status of SLURM job %s unknown for now: %s", job["job_id"], exc)
+            return None
         finally:
             client.close()
         return status if status.terminal else None

@@ -161,3 +161,20 @@ def test_preloading_imports_what_a_task_imports():
     preload.preload()
     for name in ("airflow_jobforge.factory", "airflow_jobforge.sensors.slurm"):
         assert name in sys.modules
+
+
+def test_a_status_query_that_fails_before_deferring_leaves_it_to_the_trigger(
+    monkeypatch, tmp_path
+):
+    from airflow_jobforge.errors import SlurmError
+
+    class Down(Client):
+        def status(self, ids, exit_files):
+            self.calls.append("status")
+            raise SlurmError("squeue: slurm_load_jobs error: Unable to contact slurm controller")
+
+    client = Down("COMPLETED", Outcome.SUCCEEDED)
+    sensor, context = _wait(monkeypatch, tmp_path, client)
+    with pytest.raises(TaskDeferred):
+        sensor.execute(context)
+    assert client.calls == ["status"]
