@@ -168,8 +168,13 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             lost = status.outcome is Outcome.UNKNOWN and status.source == "sacct"
             if not lost and status.source != "exit_file":
                 # A controller that lost its state hands the lost ids out again: the id
-                # must still carry our job's name (its tag), else ours is gone.
-                lost = client.find(previous["job_name"].removeprefix("jf-")) != previous["job_id"]
+                # must still carry our job's name (its tag), else ours is gone. Where the
+                # controller knows the id, only its queue says whose it is now: accounting
+                # still holds our lost job under that id (seen in CI: another batch's
+                # resubmission got the id, and this wait adopted it).
+                tag = previous["job_name"].removeprefix("jf-")
+                deep = status.source != "squeue"
+                lost = client.find(tag, deep=deep) != previous["job_id"]
             if status.outcome is not Outcome.RETRYABLE and not lost:
                 return previous  # still running (adopt it) or a final outcome to report
             if resubmits >= self.max_resubmits:

@@ -31,9 +31,11 @@ def test_the_sensor_defers_with_connection_settings_resolved_for_the_triggerer(m
     assert deferred.value.method_name == "execute_complete"
 
 
-def test_a_retry_resubmits_when_the_jobs_id_now_names_another_job(monkeypatch):
+@pytest.mark.parametrize("stale_accounting", [False, True])
+def test_a_retry_resubmits_when_the_jobs_id_now_names_another_job(monkeypatch, stale_accounting):
     """Seen after kill -9 of slurmctld: the restarted controller purged the unsaved job and
-    gave its id to the next submission (another batch's). The retry must not adopt that."""
+    gave its id to the next submission (another batch's). The retry must not adopt that,
+    even where accounting still lists our lost job under that id (seen in CI)."""
     from airflow_jobforge.config import SlurmParams
     from airflow_jobforge.execution import request_to_dict
     from airflow_jobforge.node.spec import BatchSpec, JobSpec
@@ -55,11 +57,12 @@ def test_a_retry_resubmits_when_the_jobs_id_now_names_another_job(monkeypatch):
         "request": request_to_dict(request),
     }
     owners = {"k.g-0001.w2": "2254"}  # the id now belongs to another batch's resubmission
+    accounting = {"k.g-0000.t1": "2254"} if stale_accounting else {}  # sacct: still ours
     submits: list[str] = []
 
     class Client:
         def find(self, tag, deep=True):
-            return owners.get(tag)
+            return owners.get(tag) or (accounting.get(tag) if deep else None)
 
         def status(self, ids, exit_files):
             return {i: JobStatus(i, "RUNNING", Outcome.RUNNING, source="squeue") for i in ids}
