@@ -302,27 +302,26 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         exit_file = job.get("exit_file")
         if self.cluster.get("ssh_conn_id") or not exit_file or not os.path.exists(exit_file):
             return None
-        client = self.hook.get_client()
         try:
-            status = client.status([job["job_id"]], {job["job_id"]: exit_file})[job["job_id"]]
+            status = self._query(job)[job["job_id"]]
         except SlurmError as exc:  # the trigger will ask again
             self.log.info("status of SLURM job %s unknown for now: %s", job["job_id"], exc)
             return None
+        return status if status.terminal else None
+
+    def _query(self, job: dict[str, Any]) -> dict[str, JobStatus]:
+        """One status query for the job, through a client of its own."""
+        client = self.hook.get_client()
+        try:
+            return client.status([job["job_id"]], {job["job_id"]: job["exit_file"]})
         finally:
             client.close()
-        return status if status.terminal else None
 
     def poke(self, context: Any) -> PokeReturnValue | bool:
         job = self._job
         assert job is not None
         self._tracker = self._tracker or StatusTracker(grace_s=self.grace_s)
-        client = self.hook.get_client()
-        try:
-            status = self._tracker.resolve(
-                client.status([job["job_id"]], {job["job_id"]: job["exit_file"]})
-            )[job["job_id"]]
-        finally:
-            client.close()
+        status = self._tracker.resolve(self._query(job))[job["job_id"]]
         if not status.terminal:
             return False
         nxt = self._retry_with_more(context, job, status)
