@@ -106,8 +106,9 @@ class _ResultBase(ClusterMixin, BaseOperator):
 
     def _pushed(self, context: Any) -> Pushed | None:
         """The records and output tails the batch's wait task pushed (no login needed), if
-        it pushed them: a wait that gathered nothing or an older DAG's wait did not."""
-        if not self.wait_task_id:
+        it pushed them: a wait that gathered nothing or an older DAG's wait did not. Waits
+        push them over SSH only (files here are cheaper than XCom): without SSH, no asking."""
+        if not self.wait_task_id or not self.cluster.get("ssh_conn_id"):
             return None
         data = context["ti"].xcom_pull(task_ids=self.wait_task_id, key=XCOM_KEY)
         if not data:

@@ -109,3 +109,30 @@ def test_a_batch_result_pushes_only_the_records_of_jobs_that_did_not_succeed():
         task._report(context, ["a", "b", "c"], Pushed(records, {}))
     assert set(pushed["results"]) == {"b", "c"}
     assert pushed["results"]["b"]["return_code"] == 1
+
+
+def test_a_batch_result_asks_for_the_waits_records_only_over_ssh():
+    """The wait pushes its batch's records over SSH only; elsewhere asking would be one
+    wasted API call per batch."""
+    from types import SimpleNamespace
+
+    from airflow_jobforge.operators.results import BatchResultOperator
+
+    pulls: list = []
+    ti = SimpleNamespace(xcom_pull=lambda **kw: pulls.append(kw) or {"records": {}, "tails": {}})
+
+    def task(cluster):
+        return BatchResultOperator(
+            task_id="results_0000",
+            jobs=["a"],
+            batch="g-0000",
+            output_dir="/o",
+            cluster=cluster,
+            submit_task_id="submit_0000",
+            wait_task_id="wait_0000",
+        )
+
+    assert task({"backend": "slurm"})._pushed({"ti": ti}) is None
+    assert pulls == []
+    assert task({"backend": "slurm", "ssh_conn_id": "login"})._pushed({"ti": ti}) is not None
+    assert pulls == [{"task_ids": "wait_0000", "key": "records"}]
