@@ -246,7 +246,7 @@ def _many(
     client: Deployment, args: argparse.Namespace, folder: Path, many: str, visible: dict
 ) -> None:
     """`--rounds` pairs of runs, each pair back to back: this machine's pace drifts (the same
-    `--no-airflow` run took 90 to 175 s within one hour), so a ratio compares the two runs
+    `--no-airflow` run took 90 to 175 s within two hours), so a ratio compares the two runs
     of one pair, and several pairs give a median."""
     batches = -(-args.jobs // args.batch)
     print(
