@@ -431,7 +431,7 @@ def build_render_dag(
     dag_kwargs.setdefault("max_active_runs", 1)
     dag_kwargs.setdefault(
         "doc_md",
-        f"jobforge: {len(render.jobs)} jobs in {render.n_groups} submission "
+        f"jobforge: {render.n_jobs} jobs in {render.n_groups} submission "
         f"group(s), backend `{backend}`" + (f", from `{file}`" if file else ""),
     )
     output_dir = output_dir or default_output_dir(dag_id)

@@ -7,8 +7,9 @@ package version and the source of the modules that compute a Render — so editi
 or upgrading (or patching) jobforge can only miss the cache, never serve a stale Render.
 
 Format: pickle of plain data (str, tuples, dicts, frozen dataclasses of them), because it
-loads ~6x faster than JSON here and keeps tuples tuples. Each batch's spec is a pickle of its
-own inside it, unpickled when first read (`BatchRender.spec`): a worker reads one batch's.
+loads ~6x faster than JSON here and keeps tuples tuples. The job names and each batch's spec
+and names are pickles of their own inside it, unpickled when first read (`BatchRender.spec`,
+`.jobs`): a worker reads one batch's.
 Pickle runs code when it loads, so a cache file is only read from a directory this user owns
 and nobody else may write to; anything else, and any file that fails to load or does not
 carry its own key, counts as a miss and is rebuilt. Writes go to a temporary file in the same
@@ -29,7 +30,7 @@ import stat
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import airflow_jobforge
@@ -39,7 +40,7 @@ from airflow_jobforge.rendering import Render, render_config
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 3
 SUFFIX = ".render.pickle"
 
 # The modules whose code decides a Render: a change to any of them changes every key.
@@ -169,8 +170,8 @@ def _read(directory: Path, entry: Path, key: str) -> Rendered | None:
 
 def _write(directory: Path, entry: Path, key: str, rendered: Rendered) -> None:
     render = rendered.render
-    if render is not None:  # each batch's spec pickled apart: see BatchRender.spec_data
-        render = replace(render, batches=tuple(batch.packed() for batch in render.batches))
+    if render is not None:  # names and specs pickled apart: see BatchRender.spec_data
+        render = render.packed()
     payload = {"key": key, "render": render, "error": rendered.error}
     tmp = None
     try:

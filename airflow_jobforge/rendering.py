@@ -25,6 +25,20 @@ JOB_TASKS_AUTO_MAX = 100
 MAX_TASK_ID = 250
 
 
+def _unpacked(obj: Any, name: str) -> Any:
+    """The value of field `name`, unpickled (and kept) on first read when the render cache
+    stored it as a pickle of its own."""
+    data = getattr(obj, name)
+    if isinstance(data, bytes):
+        data = pickle.loads(data)  # written by render_cache into a directory only we own
+        object.__setattr__(obj, name, data)
+    return data
+
+
+def _packed(value: Any) -> bytes:
+    return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+
 @dataclass(frozen=True, eq=False)
 class BatchRender:
     """One batch's tasks: `submit_<index>`, `wait_<index>`, then its result task(s)."""
@@ -32,7 +46,10 @@ class BatchRender:
     name: str
     group: str
     index: str
-    jobs: tuple[str, ...]
+    jobs_data: tuple[str, ...] | bytes
+    """The batch's job names, read through `jobs`; a pickle until first read, as `spec_data`:
+    a worker that runs a batch's task needs none of the other batches' names (a 100,000-job
+    config's names are 1 MB of pickle, ~10 ms of every task execution)."""
     depends_on: tuple[str, ...]
     spec_data: dict[str, Any] | bytes = field(repr=False)
     """The batch file's content (`BatchSpec.to_dict`), read through `spec`. From the render
@@ -56,20 +73,18 @@ class BatchRender:
 
     @property
     def spec(self) -> dict[str, Any]:
-        data = self.spec_data
-        if isinstance(data, bytes):
-            data = pickle.loads(data)  # written by render_cache into a directory only we own
-            object.__setattr__(self, "spec_data", data)
-        return data
+        return _unpacked(self, "spec_data")
+
+    @property
+    def jobs(self) -> tuple[str, ...]:
+        return _unpacked(self, "jobs_data")
 
     def packed(self) -> BatchRender:
-        """This batch with its spec pickled, as the render cache stores it."""
-        return replace(self, spec_data=pickle.dumps(self.spec_data, pickle.HIGHEST_PROTOCOL))
+        """This batch with its spec and job names pickled, as the render cache stores it."""
+        return replace(self, spec_data=_packed(self.spec), jobs_data=_packed(self.jobs))
 
     def _key(self) -> tuple[Any, ...]:
-        return tuple(
-            self.spec if f.name == "spec_data" else getattr(self, f.name) for f in fields(self)
-        )
+        return tuple(_unpacked(self, f.name) for f in fields(self))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BatchRender) and self._key() == other._key()
@@ -77,9 +92,11 @@ class BatchRender:
     __hash__ = None  # type: ignore[assignment]  # holds dicts, as the generated one would
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Render:
-    jobs: tuple[str, ...]
+    jobs_data: tuple[str, ...] | bytes
+    """Every job's name, read through `jobs` (a pickle until then, as in `BatchRender`)."""
+    n_jobs: int
     n_groups: int
     batches: tuple[BatchRender, ...]
     job_edges: tuple[tuple[str, str], ...]
@@ -90,6 +107,25 @@ class Render:
     """`module`, `class_name` and `data` of the post-process class, if any."""
     config_file: str | None = None
     """The file the config came from: the run manifest names it for `results resubmit`."""
+
+    @property
+    def jobs(self) -> tuple[str, ...]:
+        return _unpacked(self, "jobs_data")
+
+    def packed(self) -> Render:
+        """The render as the cache stores it: job names and batch specs pickled apart."""
+        return replace(
+            self,
+            jobs_data=_packed(self.jobs),
+            batches=tuple(batch.packed() for batch in self.batches),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Render) and all(
+            _unpacked(self, f.name) == _unpacked(other, f.name) for f in fields(self)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # holds dicts, as the generated one would
 
 
 DOC_JOBS = 20
@@ -138,7 +174,7 @@ def render_config(
                 name=batch.name,
                 group=batch.group,
                 index=batch.name.rsplit("-", 1)[1],
-                jobs=batch.jobs,
+                jobs_data=batch.jobs,
                 depends_on=batch.depends_on,
                 spec_data=batch_spec(config, plan, batch, jobs).to_dict(),
                 slurm=group.slurm.model_dump(mode="json"),
@@ -160,7 +196,8 @@ def render_config(
         )
     post = config.job_post_process_config
     return Render(
-        jobs=tuple(jobs),
+        jobs_data=tuple(jobs),
+        n_jobs=len(jobs),
         n_groups=len(config.submission_groups),
         batches=tuple(batches),
         job_edges=tuple((b, job.name) for job in config.jobs for b in job.blocked_by)

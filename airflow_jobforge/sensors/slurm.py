@@ -21,6 +21,7 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.triggers.base import StartTriggerArgs
 
 from airflow_jobforge.errors import JobForgeError, SlurmError
 from airflow_jobforge.execution import (
@@ -83,6 +84,10 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     :param retry: the group's retry-with-more-resources rule (`RetryParams` as a dict)
     :param batch: the batch's spec (`BatchSpec` as a dict), which the submit task's XCom
         names by its jobs only; None: that XCom holds it whole
+    :param start_from_trigger: with `deferrable`, the scheduler starts the wait's first try
+        right in the triggerer, which reads the job from the submit task's XCom: the wait
+        runs on a worker only to conclude (or for a later try). False: its first try runs on
+        a worker, which checks the batch once and defers
     """
 
     ui_color = "#e8f0d6"
@@ -99,6 +104,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         max_resubmits: int = 2,
         retry: dict[str, Any] | None = None,
         batch: dict[str, Any] | None = None,
+        start_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
@@ -116,6 +122,21 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         self._tracker: StatusTracker | None = None
         self._records_client: Any = None
         self._task_key: tuple[str, str, str] | None = None
+        if deferrable and start_from_trigger:
+            self.start_from_trigger = True
+            self.start_trigger_args = StartTriggerArgs(
+                trigger_cls=f"{SlurmJobTrigger.__module__}.{SlurmJobTrigger.__qualname__}",
+                trigger_kwargs={
+                    "job_id": None,
+                    "exit_file": None,
+                    "cluster": cluster,
+                    "poll_interval": poll_interval,
+                    "max_poll_interval": max_poll_interval,
+                    "grace_s": grace_s,
+                    "submit_task_id": submit_task_id,
+                },
+                next_method="execute_complete",
+            )
 
     # --- which job ---------------------------------------------------------------------------
     def _full_batch(
@@ -331,6 +352,9 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self._conclude(job, status, None, context))
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if "start" in event:  # started in the triggerer, which left this try to the worker
+            self.log.info("the trigger left this try to the worker: %s", event["start"])
+            return self.execute(context)
         job = event.pop("echo")
         if job.get("request"):
             job = {**job, "request": restore_request(job["request"], self._full_batch(context))}
