@@ -108,6 +108,9 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
+        # Nothing reads a wait's return value (the submit's XCom names the job, the batch's
+        # records are files): not pushing it saves an API call per batch.
+        kwargs.setdefault("do_xcom_push", False)
         self.batch = batch
         super().__init__(**with_infra_retries(kwargs))
         self.max_resubmits = max_resubmits

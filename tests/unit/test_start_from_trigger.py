@@ -136,3 +136,9 @@ def test_the_worker_taking_over_runs_the_waits_execute_and_defers_as_before():
     trigger = deferred.value.trigger
     assert (trigger.job_id, trigger.submit_task_id) == ("77", None)
     assert trigger.echo["request"]["batch"]["job_names"] == ["a", "b"]
+
+
+def test_a_wait_pushes_no_return_value_nothing_reads():
+    dag = build_dag(config(), "d", backend="slurm", output_dir="/o")
+    assert dag.get_task("g.wait_0000").do_xcom_push is False
+    assert dag.get_task("g.submit_0000").do_xcom_push is True
