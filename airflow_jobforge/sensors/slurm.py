@@ -1,5 +1,11 @@
 """SlurmJobSensor: waits for a batch's SLURM job; deferrable by default, poke mode too.
 
+Deferrable, its first try starts in the triggerer (`start_from_trigger`): the scheduler hands
+`SlurmJobTrigger` the submit task's id, the trigger reads the job from that XCom, and a
+worker runs the wait only once the job ended (`execute_complete`). A later try (a clear, a
+retry after NODE_FAIL) is left to a worker by its trigger: `execute` decides which job to
+wait for and may resubmit. `dag.test()` runs `execute` always.
+
 Owns the batch's SLURM-level failures: NODE_FAIL / BOOT_FAIL / PREEMPTED raise a retryable
 error, and the next try resubmits the batch (new tag, at most `max_resubmits` times).
 OUT_OF_MEMORY and TIMEOUT resubmit the batch's unfinished jobs at once with more memory or
@@ -319,10 +325,11 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         self._defer(job)
 
     def _ended(self, job: dict[str, Any]) -> JobStatus | None:
-        """The batch's final status when it ended before its wait got a worker (its exit file
-        is there to see: no SSH); else None. Such a wait concludes here instead of deferring
-        and resuming at once: one worker execution less, and no trigger firing right after
-        its deferral (triggers/resume.py says why that matters)."""
+        """The batch's final status when it ended before this try got a worker (its exit
+        file is there to see: no SSH); else None. Such a wait concludes here instead of
+        deferring and resuming at once: one worker execution less, and no trigger firing
+        right after its deferral (triggers/resume.py says why that matters). Only tries that
+        start on a worker get here: later tries, poke mode's first check, `dag.test()`."""
         exit_file = job.get("exit_file")
         if self.cluster.get("ssh_conn_id") or not exit_file or not os.path.exists(exit_file):
             return None

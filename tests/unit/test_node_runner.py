@@ -256,6 +256,16 @@ def test_a_torn_last_line_never_hides_earlier_records(tmp_path):
     assert list(collect_results(tmp_path)) == ["a"]
 
 
+def test_lines_that_are_no_record_are_skipped_and_every_record_read(tmp_path):
+    good = [ResultRecord(n, "finished", 0, 0.1, 1.0, 1.1, "b").to_json() for n in "abc"]
+    two_on_one_line = good[0] + "," + good[1]
+    for lines in ([good[0], "3", good[2]], [good[0], two_on_one_line, good[2]], good):
+        path = tmp_path / "b.jsonl"
+        path.write_text("".join(line + "\n" for line in lines))
+        expected = ["a", "b", "c"] if lines is good else ["a", "c"]
+        assert [r.name for r in read_records(path)] == expected
+
+
 def test_the_newest_record_of_a_rerun_job_wins(tmp_path):
     for batch, rc, end in (("b1", 1, 1.0), ("b2", 0, 2.0)):
         writer = ResultsWriter(results_file(tmp_path, batch))
