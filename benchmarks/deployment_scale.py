@@ -9,10 +9,11 @@ Needs root, the SLURM cluster (scripts/slurm/start.sh) and the deployment
 machine and <= 1.5x `jobforge run --no-airflow`; 10,000 one-job jobs in <= 10 sbatch calls.
 
     .venv/bin/python benchmarks/deployment_scale.py [--jobs 100000 --batch 1000]
-        [--one-job 10000] [--one-job-run 1000] [--rounds 1]
+        [--one-job 10000] [--one-job-run 1000] [--rounds 1] [--cpus 2]
         (0 skips a part; --jobs 0: one-job parts only; --rounds N: N deployment runs,
         each against the mean of the --no-airflow runs just before and after it, and the
-        median of their ratios)
+        median of their ratios; --cpus 2: each batch takes both CPUs, so SLURM runs one
+        batch at a time as --no-airflow does, instead of two)
 
 Where the time goes, from the REST API's task instances and sacct:
   parse    the DAG visible after its file was written; a worker's parse of the DAG file
@@ -57,13 +58,16 @@ PARSE_MS = re.compile(r'"dag_file_parse_ms":\s*(\d+)')
 RUN_POLL_S = 3.0
 
 
-def config(jobs: int, batch: int, processes: int = 2) -> dict:
+def config(jobs: int, batch: int, processes: int = 2, cpus: int | None = None) -> dict:
+    slurm: dict = {"walltime": "60"}
+    if cpus:
+        slurm["cpus_per_task"] = cpus
     return {
         "jobs": [{"name": f"j{i:06d}", "command": "true"} for i in range(jobs)],
         "submission_groups": [
             {
                 "name": "g",
-                "slurm": {"walltime": "60"},
+                "slurm": slurm,
                 "batching": {"per_node_batch_size": batch, "num_processes": processes},
                 "monitor": {"interval_s": 0},
             }
@@ -202,6 +206,13 @@ def main() -> None:
         default=1,
         help="deployment runs, each between two --no-airflow runs (median ratio)",
     )
+    parser.add_argument(
+        "--cpus",
+        type=int,
+        default=None,
+        help="CPUs per batch (cpus_per_task); default SLURM's 1: two batches share the "
+        "2-CPU node, while --no-airflow runs one batch at a time",
+    )
     parser.add_argument("--one-job", type=int, default=10_000, help="submitted, counted; 0: skip")
     parser.add_argument("--one-job-run", type=int, default=1_000, help="run end to end; 0: skip")
     args = parser.parse_args()
@@ -212,8 +223,8 @@ def main() -> None:
     folder.mkdir(parents=True)
     (BENCH / "out").mkdir(exist_ok=True)
     os.chmod(BENCH, 0o755)
-    many = f"true_{args.jobs}_by_{args.batch}"
-    configs = {many: config(args.jobs, args.batch)} if args.jobs else {}
+    many = f"true_{args.jobs}_by_{args.batch}" + (f"_c{args.cpus}" if args.cpus else "")
+    configs = {many: config(args.jobs, args.batch, cpus=args.cpus)} if args.jobs else {}
     if args.one_job:
         configs[f"one_job_{args.one_job}"] = config(args.one_job, 1)
         if args.one_job_run:
