@@ -270,6 +270,15 @@ def slim_request(request: Mapping[str, Any]) -> dict[str, Any]:
     return {**request, "batch": batch}
 
 
+def slim_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """A submitted job's XCom as a trigger's echo: its request `slim_request`ed, unless it
+    has none or already is (the submit task pushes it slim)."""
+    request = job.get("request")
+    if not request or "jobs" not in request.get("batch", {}):
+        return dict(job)
+    return {**job, "request": slim_request(request)}
+
+
 def restore_request(
     request: Mapping[str, Any], full_batch: Mapping[str, Any] | None
 ) -> dict[str, Any]:

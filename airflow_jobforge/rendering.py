@@ -39,6 +39,11 @@ def _packed(value: Any) -> bytes:
     return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
 
 
+def _values(obj: Any) -> tuple[Any, ...]:
+    """Every field's value, unpickled: what equality compares, packed or not."""
+    return tuple(_unpacked(obj, f.name) for f in fields(obj))
+
+
 @dataclass(frozen=True, eq=False)
 class BatchRender:
     """One batch's tasks: `submit_<index>`, `wait_<index>`, then its result task(s)."""
@@ -83,11 +88,8 @@ class BatchRender:
         """This batch with its spec and job names pickled, as the render cache stores it."""
         return replace(self, spec_data=_packed(self.spec), jobs_data=_packed(self.jobs))
 
-    def _key(self) -> tuple[Any, ...]:
-        return tuple(_unpacked(self, f.name) for f in fields(self))
-
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, BatchRender) and self._key() == other._key()
+        return isinstance(other, BatchRender) and _values(self) == _values(other)
 
     __hash__ = None  # type: ignore[assignment]  # holds dicts, as the generated one would
 
@@ -121,9 +123,7 @@ class Render:
         )
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Render) and all(
-            _unpacked(self, f.name) == _unpacked(other, f.name) for f in fields(self)
-        )
+        return isinstance(other, Render) and _values(self) == _values(other)
 
     __hash__ = None  # type: ignore[assignment]  # holds dicts, as the generated one would
 

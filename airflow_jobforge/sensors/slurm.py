@@ -37,7 +37,7 @@ from airflow_jobforge.execution import (
     request_to_dict,
     restore_request,
     restrict_batch,
-    slim_request,
+    slim_job,
     submit_tag,
 )
 from airflow_jobforge.operators.base import (
@@ -328,8 +328,8 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         """The batch's final status when it ended before this try got a worker (its exit
         file is there to see: no SSH); else None. Such a wait concludes here instead of
         deferring and resuming at once: one worker execution less, and no trigger firing
-        right after its deferral (triggers/resume.py says why that matters). Only tries that
-        start on a worker get here: later tries, poke mode's first check, `dag.test()`."""
+        right after its deferral (triggers/resume.py says why that matters). Only deferrable
+        tries that start on a worker get here: later tries and `dag.test()`'s."""
         exit_file = job.get("exit_file")
         if self.cluster.get("ssh_conn_id") or not exit_file or not os.path.exists(exit_file):
             return None
@@ -385,7 +385,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 self.poll_interval,
                 self.max_poll_interval,
                 self.grace_s,
-                echo=_slim(job),
+                echo=slim_job(job),
                 not_before=not_before(),
             ),
             method_name="execute_complete",
@@ -615,11 +615,6 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 client.cancel([self._job["job_id"]])
             finally:
                 client.close()
-
-
-def _slim(job: dict[str, Any]) -> dict[str, Any]:
-    """The job as a trigger's echo: its request's batch by job names (`slim_request`)."""
-    return {**job, "request": slim_request(job["request"])} if job.get("request") else job
 
 
 def _limit_change(old: SubmitRequest, new: SubmitRequest) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_jobforge.execution import job_names_of, slim_request
+from airflow_jobforge.execution import job_names_of, slim_job
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
 from airflow_jobforge.results.completion import completion_file, record_lines, unrecorded
 from airflow_jobforge.results.conclusion import TAIL_LINES, Conclusion, job_tail_paths
@@ -175,14 +175,8 @@ class SlurmJobTrigger(BaseTrigger):
         except Exception as exc:  # the API server or a connection away: the worker retries
             return f"the job or the cluster's settings not read ({exc!r})"
         self.cluster = asdict(settings)
-        request = submitted.get("request")
-        if request and "jobs" in (request.get("batch") or {}):
-            submitted = {**submitted, "request": slim_request(request)}
-        self.job_id, self.exit_file, self.echo = (
-            submitted["job_id"],
-            submitted.get("exit_file"),
-            submitted,
-        )
+        self.echo = slim_job(submitted)
+        self.job_id, self.exit_file = submitted["job_id"], submitted.get("exit_file")
         self.log.info("waiting for SLURM job %s (stdout %s)", self.job_id, submitted.get("stdout"))
         return None
 
