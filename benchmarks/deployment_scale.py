@@ -15,6 +15,10 @@ machine and <= 1.5x `jobforge run --no-airflow`; 10,000 one-job jobs in <= 10 sb
         median of their ratios; --cpus 2: each batch takes both CPUs, so SLURM runs one
         batch at a time as --no-airflow does, instead of two)
 
+Before each deployment run the same batches are also sbatch'd from this script, without
+Airflow: the deployment's time over that one is what Airflow adds, and that one's over
+--no-airflow is what SLURM adds (its per-allocation turnaround on one node).
+
 Where the time goes, from the REST API's task instances and sacct:
   parse    the DAG visible after its file was written; a worker's parse of the DAG file
   submit   first submit task start -> last submit task end
