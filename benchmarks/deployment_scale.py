@@ -209,15 +209,25 @@ def slurm_direct_run(config_file: Path) -> tuple[float, int]:
         ).job_id
         for batch in plan.batches
     ]
-    while subprocess.run(
+    while queued(ids):
+        time.sleep(1.0)
+    wall = time.perf_counter() - started
+    return wall, len(collect_results(out))
+
+
+def queued(ids: list[str]) -> bool:
+    """Whether any of these SLURM jobs is still pending or running. A failed squeue counts
+    as queued (a busy slurmctld must not end the wait early), except when it knows none of
+    the ids any more (purged after MinJobAge)."""
+    done = subprocess.run(
         ["squeue", "-h", "-o", "%i", "--jobs", ",".join(ids)],
         capture_output=True,
         text=True,
         check=False,
-    ).stdout.strip():
-        time.sleep(1.0)
-    wall = time.perf_counter() - started
-    return wall, len(collect_results(out))
+    )
+    if done.returncode:
+        return "Invalid job id" not in done.stderr
+    return bool(done.stdout.strip())
 
 
 def breakdown(result: dict, visible: float) -> str:
