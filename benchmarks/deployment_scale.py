@@ -44,9 +44,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from airflow_jobforge.config import load_config  # noqa: E402
+from airflow_jobforge.config import SlurmParams, load_config  # noqa: E402
 from airflow_jobforge.execution import run_key  # noqa: E402
-from airflow_jobforge.planning import batch_spec, plan_batches  # noqa: E402
+from airflow_jobforge.node.spec import BatchSpec  # noqa: E402
+from airflow_jobforge.rendering import render_config  # noqa: E402
 from airflow_jobforge.results import collect_results  # noqa: E402
 from airflow_jobforge.slurm.client import SlurmClient  # noqa: E402
 from airflow_jobforge.slurm.script import SubmitRequest  # noqa: E402
@@ -180,54 +181,38 @@ def no_airflow_run(config_file: Path) -> tuple[float, int]:
 
 
 def slurm_direct_run(config_file: Path) -> tuple[float, int]:
-    """The same batches through SLURM without Airflow: each batch's request as the submit
-    task builds it, sbatch'd at once from here, then waited for with one squeue a second.
-    Wall from the first sbatch to the last job gone from the queue; returns it and the number
-    of result records written. Separates what SLURM itself adds per allocation (on this
-    cluster: the next pending job starts on slurmctld's 1-s background pass after the last
-    one ends) from what Airflow adds."""
-    config = load_config(config_file)
-    plan = plan_batches(config)
-    by_name = config.jobs_by_name()
-    groups = config.groups_by_name()
+    """The same batches through SLURM without Airflow: each batch rendered as the factory
+    renders it and sbatch'd as its submit task does, all at once from here, then waited for
+    with the client's status query (one squeue) once a second. Wall from the first sbatch to
+    the last job's end; returns it and the number of result records written. Separates what
+    SLURM itself adds per allocation (on this cluster: the next pending job starts on
+    slurmctld's 1-s background pass after the last one ends) from what Airflow adds."""
+    batches = render_config(load_config(config_file), job_tasks=False).batches
     out = BENCH / "out-slurm-direct"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     client = SlurmClient(LocalTransport())
     tag = f"bench-direct-{os.getpid()}-{int(time.time())}"
     started = time.perf_counter()
-    ids = [
+    jobs = [
         client.submit(
             SubmitRequest(
                 tag=f"{tag}-{batch.name}",
-                batch=batch_spec(config, plan, batch, by_name),
-                slurm=groups[batch.group].slurm,
+                batch=BatchSpec.from_dict(batch.spec),
+                slurm=SlurmParams.model_validate(batch.slurm),
                 output_dir=str(out),
                 python=sys.executable,
+                array=batch.array,
             ),
             adopt=False,
-        ).job_id
-        for batch in plan.batches
+        )
+        for batch in batches
     ]
-    while queued(ids):
+    exit_files = {job.job_id: job.exit_file for job in jobs}
+    while not all(status.terminal for status in client.status(exit_files, exit_files).values()):
         time.sleep(1.0)
     wall = time.perf_counter() - started
     return wall, len(collect_results(out))
-
-
-def queued(ids: list[str]) -> bool:
-    """Whether any of these SLURM jobs is still pending or running. A failed squeue counts
-    as queued (a busy slurmctld must not end the wait early), except when it knows none of
-    the ids any more (purged after MinJobAge)."""
-    done = subprocess.run(
-        ["squeue", "-h", "-o", "%i", "--jobs", ",".join(ids)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode:
-        return "Invalid job id" not in done.stderr
-    return bool(done.stdout.strip())
 
 
 def breakdown(result: dict, visible: float) -> str:
