@@ -14,7 +14,7 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="jobforge-bench-")
 from airflow.serialization.serialized_objects import DagSerialization
 
 from airflow_jobforge.config import parse_configuration
-from airflow_jobforge.factory import build_dag
+from airflow_jobforge.dag.factory import build_dag
 
 
 def config(n: int, batch: int):

@@ -27,7 +27,7 @@ from tests.deployment.conftest import STATE_DIR, Deployment, read_env  # noqa: E
 
 BENCH = Path("/tmp/jobforge-bench")
 DAG_FILE = '''"""Written by benchmarks/deployment.py: its DAGs."""
-from airflow_jobforge.factory import load_dags
+from airflow_jobforge.dag.factory import load_dags
 
 load_dags("{configs}/*.json", globals(), backend="slurm", output_dir="{out}",
           python="{python}", dag_id_prefix="jobforge_bench_")

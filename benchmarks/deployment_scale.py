@@ -1,6 +1,6 @@
 """100,000 `true` jobs in batches of 1,000 through the real deployment, against the same
 batches through `jobforge run --no-airflow`, with where the time goes; then 10,000 one-job
-jobs, which the factory submits as job arrays: submitted and counted, then cancelled (the
+jobs, which the factory submits as job arrays: submitted and counted, then canceled (the
 2-CPU test cluster starts 2 one-job jobs a second: 10,000 run ~85 minutes), and 1,000 of
 them run end to end.
 
@@ -45,12 +45,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from airflow_jobforge.config import SlurmParams, load_config  # noqa: E402
-from airflow_jobforge.execution import run_key  # noqa: E402
+from airflow_jobforge.dag.render import render_config  # noqa: E402
 from airflow_jobforge.node.spec import BatchSpec  # noqa: E402
-from airflow_jobforge.rendering import render_config  # noqa: E402
-from airflow_jobforge.results import collect_results  # noqa: E402
+from airflow_jobforge.rundir import collect_results  # noqa: E402
 from airflow_jobforge.slurm.client import SlurmClient  # noqa: E402
 from airflow_jobforge.slurm.script import SubmitRequest  # noqa: E402
+from airflow_jobforge.slurm.tags import run_key  # noqa: E402
 from airflow_jobforge.slurm.transport import LocalTransport  # noqa: E402
 from tests.deployment.conftest import STATE_DIR, Deployment, read_env  # noqa: E402
 
@@ -58,7 +58,7 @@ BENCH = Path("/tmp/jobforge-bench-scale")
 PREFIX = "jobforge_scale_"
 DAG_FILE_NAME = "jobforge_bench_scale.py"
 DAG_FILE = '''"""Written by benchmarks/deployment_scale.py: its DAGs."""
-from airflow_jobforge.factory import load_dags
+from airflow_jobforge.dag.factory import load_dags
 
 load_dags("{configs}/*.json", globals(), backend="slurm", output_dir="{out}",
           python="{python}", dag_id_prefix="{prefix}")
@@ -345,7 +345,7 @@ def _many(
 
 
 def _one_job(client: Deployment, args: argparse.Namespace, visible: dict) -> None:
-    """The one-job config submitted in full (its sbatch calls counted), then cancelled: on
+    """The one-job config submitted in full (its sbatch calls counted), then canceled: on
     the 2-CPU test cluster SLURM starts 2 one-job jobs a second, so 10,000 run ~85 minutes;
     the first `--one-job-run` of them run end to end instead, through a DAG of their own."""
     stem = f"one_job_{args.one_job}"
@@ -369,7 +369,7 @@ def _one_job(client: Deployment, args: argparse.Namespace, visible: dict) -> Non
     print(
         f"{args.one_job:,} one-job jobs: {len(subs)} job arrays of <= 1,000 submitted "
         f"{submitted:.1f} s after the trigger, REQUEST_SUBMIT_BATCH_JOB={sdiag_submits()} "
-        f"(sdiag, whole cluster; goal <= 10), {len(tis)} task instances; then cancelled"
+        f"(sdiag, whole cluster; goal <= 10), {len(tis)} task instances; then canceled"
     )
     if not args.one_job_run:
         return

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from airflow_jobforge.node.runner import BatchRunner
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
-from airflow_jobforge.results import collect_results
-from airflow_jobforge.results.monitor_data import read_monitor
+from airflow_jobforge.rundir import collect_results
+from airflow_jobforge.rundir.samples import read_monitor
 
 JOBS = 16
 INTERVAL_S = 1.0

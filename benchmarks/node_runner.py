@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
-from airflow_jobforge.results import collect_results
+from airflow_jobforge.rundir import collect_results
 
 GOAL = 1.3
 ROUNDS = 3

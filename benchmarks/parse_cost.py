@@ -32,7 +32,7 @@ BATCH = 500
 CONFIGS = {"small": 6, "jobs10k": 10_000, "jobs100k": 100_000}
 
 DAG_FILE = '''"""Benchmark DAG file: every config of the folder is a DAG."""
-from airflow_jobforge.factory import load_dags
+from airflow_jobforge.dag.factory import load_dags
 
 load_dags({pattern!r}, globals(), backend="local", output_dir={output!r})
 '''

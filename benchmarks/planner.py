@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from airflow_jobforge.config import parse_configuration
-from airflow_jobforge.planning import plan_batches
+from airflow_jobforge.planning.planner import plan_batches
 
 
 def main() -> None:

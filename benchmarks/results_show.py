@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from airflow_jobforge.results import ResultRecord, ResultsWriter, results_file
-from airflow_jobforge.results.rundir import MANIFEST, RunManifest, write_manifest
+from airflow_jobforge.rundir import ResultRecord, ResultsWriter, results_file
+from airflow_jobforge.rundir.manifest import MANIFEST, RunManifest, write_manifest
 
 JOBS = 100_000
 BATCHES = 100

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from airflow_jobforge.factory import raise_config_errors
+from airflow_jobforge.dag import raise_config_errors
 
 FOLDER = os.environ.get(
     "JOBFORGE_CONFIG_FOLDER", str(Path(__file__).parent.parent / "examples/configs")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from airflow_jobforge.factory import load_dags
+from airflow_jobforge.dag import load_dags
 
 FOLDER = os.environ.get(
     "JOBFORGE_CONFIG_FOLDER", str(Path(__file__).parent.parent / "examples/configs")

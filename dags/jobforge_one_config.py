@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from airflow_jobforge.config import load_config
-from airflow_jobforge.factory import build_dag
+from airflow_jobforge.dag import build_dag
 
 CONFIG = os.environ.get("JOBFORGE_EXAMPLE_CONFIG",
                         str(Path(__file__).parent.parent / "examples/configs/pipeline.json"))

@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from airflow_jobforge.config import load_config
-from airflow_jobforge.factory import build_dag
+from airflow_jobforge.dag import build_dag
 
 dag = build_dag(
     load_config(Path(__file__).parent.parent / "examples/configs/pipeline.json"),

@@ -13,9 +13,7 @@ from pathlib import Path
 
 from airflow_jobforge.config import dump_config, load_config
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.results.events import EVENT_TYPES, read_events
 from airflow_jobforge.results.resubmit import CATEGORIES, DEFAULT_CATEGORIES, resubmit_config
-from airflow_jobforge.results.rundir import resolve_run_dir
 from airflow_jobforge.results.show import (
     all_succeeded,
     load_run,
@@ -24,6 +22,8 @@ from airflow_jobforge.results.show import (
     show_json,
     show_table,
 )
+from airflow_jobforge.rundir.events import EVENT_TYPES, read_events
+from airflow_jobforge.rundir.manifest import resolve_run_dir
 
 OUTPUT_HELP = "a run directory, or an output directory (its newest run is used)"
 

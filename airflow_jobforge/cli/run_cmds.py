@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from airflow_jobforge.config import load_config
+from airflow_jobforge.dag.options import DagOptions
 from airflow_jobforge.local.direct import run_locally
-from airflow_jobforge.planning import plan_batches
-from airflow_jobforge.results import collect_results, results_table, tail_file
+from airflow_jobforge.planning.planner import plan_batches
+from airflow_jobforge.rundir import collect_results, results_table, tail_file
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -40,18 +41,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from airflow_jobforge.embedded.report import format_report
     from airflow_jobforge.embedded.run import parse_params, run
 
-    job_tasks = {"auto": None, "yes": True, "no": False}[args.job_tasks]
-    result = run(
-        args.config_file,
+    options = DagOptions(
         backend=args.backend,
         ssh_conn_id=args.ssh_conn_id,
         slurm_conn_id=args.slurm_conn_id,
-        output=args.output,
-        airflow_home=args.airflow_home,
-        job_tasks=job_tasks,
-        params=parse_params(args.param or []),
+        output_dir=args.output,
+        job_tasks={"auto": None, "yes": True, "no": False}[args.job_tasks],
         python=args.python,
         pythonpath=args.pythonpath,
+    )
+    result = run(
+        args.config_file,
+        options,
+        params=parse_params(args.param or []),
+        airflow_home=args.airflow_home,
         verbose=args.verbose,
     )
     print(format_report(result))

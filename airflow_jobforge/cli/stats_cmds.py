@@ -9,9 +9,7 @@ import shutil
 import sys
 
 from airflow_jobforge.errors import JobForgeError, SlurmError
-from airflow_jobforge.results.efficiency import BatchUsage
 from airflow_jobforge.results.report import write_report
-from airflow_jobforge.results.rundir import resolve_run_dir
 from airflow_jobforge.results.stats import (
     format_stats,
     gather_stats,
@@ -19,6 +17,8 @@ from airflow_jobforge.results.stats import (
     stats_to_dict,
     write_efficiency,
 )
+from airflow_jobforge.rundir.manifest import resolve_run_dir
+from airflow_jobforge.slurm.usage import BatchUsage
 
 
 def fetch_usage(ids: list[str]) -> dict[str, BatchUsage]:

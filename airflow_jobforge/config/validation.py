@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from airflow_jobforge.config.graph import find_cycles
 from airflow_jobforge.config.models import JobConfiguration
 from airflow_jobforge.errors import ConfigError, Problem
-from airflow_jobforge.graph import find_cycles
 
 
 def parse_configuration(data: Any, *, file: str | None = None) -> JobConfiguration:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from airflow_jobforge.results import collect_results
+from airflow_jobforge.rundir import collect_results
 
 INTERVAL_S = 1.0
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from airflow_jobforge.embedded.logs import TaskFailure
-from airflow_jobforge.results import (
+from airflow_jobforge.rundir import (
     NOT_WRITABLE,
     ResultRecord,
     Summary,

@@ -19,11 +19,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from airflow_jobforge.config import load_config
+from airflow_jobforge.dag.options import DagOptions, dag_id_for
 from airflow_jobforge.embedded.home import DEFAULT_HOME, log_folder, prepare_airflow_home
 from airflow_jobforge.embedded.logs import (
     RUN_LOG,
@@ -36,88 +38,82 @@ from airflow_jobforge.embedded.logs import (
 from airflow_jobforge.embedded.progress import ProgressPrinter, progress_line, watching
 from airflow_jobforge.embedded.report import RunResult, describe_failure, reports_jobs
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.results import NOT_WRITABLE, Summary, collect_results, summarize
-from airflow_jobforge.results import unwritable_reason as _unwritable_reason
+from airflow_jobforge.planning.selection import Selection, rerun_kinds
+from airflow_jobforge.rundir import NOT_WRITABLE, Summary, collect_results, summarize
+from airflow_jobforge.rundir import unwritable_reason as _unwritable_reason
+from airflow_jobforge.rundir.manifest import safe_run_id
 
 __all__ = ["DEFAULT_HOME", "parse_params", "progress_line", "run", "run_config"]
 
 DAG_FILE_TEMPLATE = '''"""Written by `jobforge run`; rebuilt on every run."""
 from airflow_jobforge.config import load_config
-from airflow_jobforge.factory import build_dag
+from airflow_jobforge.dag import DagOptions, build_dag
 
-dag = build_dag(load_config({config!r}), {dag_id!r}, file={config!r}, **{options!r})
+dag = build_dag(load_config({config!r}), {dag_id!r}, DagOptions(**{options!r}), file={config!r})
 '''
 
 
-def run_config(config_file: str, **options: Any) -> tuple[str, Summary, Path]:
-    """`run`, answered as (DAG run state, summary, run output dir)."""
-    result = run(config_file, **options)
+def run_config(
+    config_file: str,
+    *,
+    output: str | None = None,
+    params: dict[str, Any] | None = None,
+    airflow_home: str | None = None,
+    verbose: bool = False,
+    **options: Any,
+) -> tuple[str, Summary, Path]:
+    """`run` with `DagOptions` fields as keyword arguments (`output` is the output dir),
+    answered as (DAG run state, summary, run output dir)."""
+    dag_options = DagOptions.take(DagOptions(output_dir=output), options)
+    if options:
+        raise TypeError(f"unknown options: {', '.join(options)}")
+    result = run(
+        config_file, dag_options, params=params, airflow_home=airflow_home, verbose=verbose
+    )
     return result.state, result.summary, result.run_dir
 
 
 def run(
     config_file: str,
+    options: DagOptions | None = None,
     *,
-    backend: str = "local",
-    ssh_conn_id: str | None = None,
-    slurm_conn_id: str | None = None,
-    output: str | None = None,
-    airflow_home: str | None = None,
-    job_tasks: bool | None = None,
     params: dict[str, Any] | None = None,
-    python: str | None = None,
-    pythonpath: str | None = None,
+    airflow_home: str | None = None,
     verbose: bool = False,
 ) -> RunResult:
+    """Run the config's DAG once with `dag.test()` in this process and say what happened.
+
+    Config errors come before Airflow starts. Airflow's own output goes to the task log files
+    (the console with `verbose`); the user sees a progress line while the batches run.
+
+    :param config_file: the configuration (.json or .toml)
+    :param options: how the tasks run; with the SLURM CLI or the local backend the output dir
+        is made absolute and the nodes' python defaults to this interpreter
+    :param params: the DAG run's params (`jobs`, `rerun_of`, overrides)
+    :param airflow_home: AIRFLOW_HOME (default `$JOBFORGE_AIRFLOW_HOME`, else `.jobforge/airflow`)
+    :param verbose: Airflow's logs on the console
+    """
     config = load_config(config_file)  # report config errors before starting Airflow
     home = Path(airflow_home or os.environ.get("JOBFORGE_AIRFLOW_HOME") or DEFAULT_HOME).resolve()
     params = params or {}
-    local = not ssh_conn_id
+    options = _here(options or DagOptions())
+    local = not options.ssh_conn_id
     with route_output(enabled=not verbose) as (console, router):
         prepare_airflow_home(home, console.err)
-        from airflow_jobforge.factory import dag_id_for
-
         dag_id = dag_id_for(config_file)
-        options: dict[str, Any] = {
-            "backend": backend,
-            "output_dir": str(Path(output).resolve()) if output and local else output,
-            "ssh_conn_id": ssh_conn_id,
-            "slurm_conn_id": slurm_conn_id,
-            "job_tasks": job_tasks,
-            "python": python or sys.executable if local else python,
-            "pythonpath": pythonpath,
-        }
-        options = {k: v for k, v in options.items() if v is not None}
+        options = options.for_dag(dag_id, config_file)
         dag = _load_dag(config, config_file, home, dag_id, options, verbose)
-        base = Path(options.get("output_dir") or _default_output(dag_id))
+        base = Path(str(options.output_dir))
         selected = _selected_jobs(config, params, base if local else None)
-
-        from airflow_jobforge.execution import safe_run_id
-
         when = datetime.now(timezone.utc)
-        run_id = _manual_run_id(when)
-        log_dir = run_log_dir(log_folder(home), dag_id, run_id) if router else None
+        log_dir = run_log_dir(log_folder(home), dag_id, _manual_run_id(when)) if router else None
         if router is not None and log_dir is not None:
             router.open_run_log(log_dir / RUN_LOG)
-        predicted = base / safe_run_id(run_id)
-
-        ended = threading.Event()  # the last line then counts jobs without a record
-
-        def line() -> str | None:
-            if not predicted.exists():
-                return None
-            return progress_line(predicted, len(selected), ended.is_set())
-
+        predicted = base / safe_run_id(_manual_run_id(when))
+        watch = _progress(predicted, len(selected), console.err) if local else None
         started = time.perf_counter()
-        printer = ProgressPrinter(console.err)
-        progress = watching(line, printer) if local else contextlib.nullcontext()
-        with _task_logs(router, log_dir, _announcer(printer)) as failures, progress:
-            try:
-                dr = _test(dag, params, when, router)
-            finally:
-                ended.set()
+        dr, failures = _run_with_progress(dag, params, when, router, log_dir, watch)
         seconds = time.perf_counter() - started
-
         run_dir = base / safe_run_id(dr.run_id)
         records = collect_results(run_dir) if local else _remote_records(dag, run_dir)
         problem = _unwritable_reason(run_dir) if local else None
@@ -137,8 +133,57 @@ def run(
         )
 
 
+def _here(options: DagOptions) -> DagOptions:
+    """Without SSH the batches run from this machine: an absolute output dir (the DAG file
+    is parsed elsewhere in the home) and, by default, this interpreter on the nodes."""
+    if options.ssh_conn_id:
+        return options
+    output_dir = str(Path(options.output_dir).resolve()) if options.output_dir else None
+    return replace(options, output_dir=output_dir, python=options.python or sys.executable)
+
+
+@dataclass
+class _Progress:
+    """The progress line of a run whose output dir is readable here."""
+
+    printer: ProgressPrinter
+    line: Callable[[], str | None]
+    ended: threading.Event
+
+
+def _progress(run_dir: Path, total: int, err: Any) -> _Progress:
+    ended = threading.Event()  # the last line then counts jobs without a record
+
+    def line() -> str | None:
+        if not run_dir.exists():
+            return None
+        return progress_line(run_dir, total, ended.is_set())
+
+    return _Progress(ProgressPrinter(err), line, ended)
+
+
+def _run_with_progress(
+    dag: Any,
+    params: dict[str, Any],
+    when: datetime,
+    router: LogRouter | None,
+    log_dir: Path | None,
+    watch: _Progress | None,
+) -> tuple[Any, list[TaskFailure]]:
+    """dag.test() with the task logs routed and, where readable, the progress line."""
+    printer = watch.printer if watch else ProgressPrinter(sys.stderr)
+    progress = watching(watch.line, watch.printer) if watch else contextlib.nullcontext()
+    with _task_logs(router, log_dir, _announcer(printer)) as failures, progress:
+        try:
+            dr = _test(dag, params, when, router)
+        finally:
+            if watch:
+                watch.ended.set()
+    return dr, failures
+
+
 def _load_dag(
-    config: Any, config_file: str, home: Path, dag_id: str, options: dict[str, Any], verbose: bool
+    config: Any, config_file: str, home: Path, dag_id: str, options: DagOptions, verbose: bool
 ) -> Any:
     """Write the DAG file dag.test() parses, and build the same DAG here."""
     config_path = str(Path(config_file).resolve())
@@ -147,18 +192,19 @@ def _load_dag(
         if stale != dag_file:
             stale.unlink()
     dag_file.write_text(
-        DAG_FILE_TEMPLATE.format(config=config_path, dag_id=dag_id, options=options)
+        DAG_FILE_TEMPLATE.format(config=config_path, dag_id=dag_id, options=options.to_dict())
     )
     from airflow.settings import configure_orm
 
-    from airflow_jobforge.factory import build_dag
+    # Airflow reads AIRFLOW_HOME when first imported: the factory comes after the home is set.
+    from airflow_jobforge.dag.factory import build_dag
 
     configure_orm()
     from airflow_jobforge.embedded import execution_api
 
     if not execution_api.install() and verbose:
         print("jobforge: Airflow's stock in-process Execution API", file=sys.stderr)
-    return build_dag(config, dag_id, file=config_path, **options)
+    return build_dag(config, dag_id, options, file=config_path)
 
 
 def _manual_run_id(when: datetime) -> str:
@@ -202,17 +248,9 @@ def _test(dag: Any, params: dict[str, Any], when: datetime, router: LogRouter | 
         ) from exc
 
 
-def _default_output(dag_id: str) -> str:
-    from airflow_jobforge.factory import default_output_dir
-
-    return default_output_dir(dag_id)
-
-
 def _selected_jobs(config: Any, params: dict[str, Any], base: Path | None) -> list[str]:
     """The jobs the run will run: the `jobs` globs and, with `rerun_of` (and the earlier
     run's records readable here), only what did not succeed in that run."""
-    from airflow_jobforge.execution import Selection, rerun_kinds, safe_run_id
-
     patterns = tuple(params.get("jobs") or ())
     rerun_of = params.get("rerun_of")
     earlier = None

@@ -21,7 +21,7 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from airflow_jobforge.results import (
+from airflow_jobforge.rundir import (
     NOT_WRITABLE,
     RESULTS_DIR,
     ResultRecord,
@@ -31,7 +31,6 @@ from airflow_jobforge.results import (
     tail_file,
     unwritable_reason,
 )
-from airflow_jobforge.results.efficiency import BatchUsage
 from airflow_jobforge.slurm.client import TAIL_MAX_BYTES, QueuedJob, SubmittedJob
 from airflow_jobforge.slurm.parse import parse_exit_text
 from airflow_jobforge.slurm.script import (
@@ -40,9 +39,10 @@ from airflow_jobforge.slurm.script import (
     SubmitRequest,
     check_tag,
     fallback_exit_file,
-    render,
+    sbatch_job,
 )
 from airflow_jobforge.slurm.states import JobStatus, Outcome
+from airflow_jobforge.slurm.usage import BatchUsage
 
 PREFIX = "local-"
 
@@ -95,24 +95,24 @@ class LocalClient:
             return None
 
     def submit(self, request: SubmitRequest, *, adopt: bool = True) -> SubmittedJob:
-        rendered = render(request)
-        slurm_dir = Path(rendered.slurm_dir)
+        prepared = sbatch_job(request)
+        slurm_dir = Path(prepared.slurm_dir)
         marker = self._marker(request.tag)
         existing = self.find(request.tag) if adopt else None
         if existing is not None:
-            return SubmittedJob(existing, rendered.job_name, rendered.slurm_dir, adopted=True)
+            return SubmittedJob(existing, prepared.job_name, prepared.slurm_dir, adopted=True)
         slurm_dir.mkdir(parents=True, exist_ok=True)
         # The process' own id is only known once started: name the log files after a
         # placeholder and link them under the final job id.
-        tmp_out = slurm_dir / f"{rendered.job_name}-starting.out"
-        tmp_err = slurm_dir / f"{rendered.job_name}-starting.err"
+        tmp_out = slurm_dir / f"{prepared.job_name}-starting.out"
+        tmp_err = slurm_dir / f"{prepared.job_name}-starting.err"
         with open(tmp_out, "wb") as out, open(tmp_err, "wb") as err:
             proc = subprocess.Popen(
                 [
                     "bash",
                     "-c",
                     'export JOBFORGE_JOB_ID="local-$$"; exec bash -c "$0"',
-                    rendered.script,
+                    prepared.script,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -122,7 +122,7 @@ class LocalClient:
                 start_new_session=True,
             )
         job_id = f"{PREFIX}{proc.pid}"
-        job = SubmittedJob(job_id, rendered.job_name, rendered.slurm_dir)
+        job = SubmittedJob(job_id, prepared.job_name, prepared.slurm_dir)
         os.replace(tmp_out, job.stdout_path)
         os.replace(tmp_err, job.stderr_path)
         marker.parent.mkdir(parents=True, exist_ok=True)

@@ -15,15 +15,15 @@ from pathlib import Path
 
 from airflow_jobforge.config.models import JobConfiguration
 from airflow_jobforge.node.spec import BatchSpec
-from airflow_jobforge.planning import batch_spec, plan_batches
-from airflow_jobforge.results import (
+from airflow_jobforge.planning.planner import batch_spec, plan_batches
+from airflow_jobforge.rundir import (
     NOT_WRITABLE,
     Summary,
     collect_results,
     summarize,
     unwritable_reason,
 )
-from airflow_jobforge.results.rundir import RunManifest, write_manifest
+from airflow_jobforge.rundir.manifest import RunManifest, write_manifest
 
 BATCHES_DIR = "batches"
 

@@ -3,7 +3,7 @@
 It runs inside the node runner's loop, no thread: the loop blocks on its wake-up pipe until
 the next sample is due (`seconds_until_due`), then calls `sample`, which appends one line
 per running job and one for the node to `<run dir>/monitor/<batch>.jsonl` in a single write
-on an O_APPEND descriptor (the format: `airflow_jobforge.results.monitor_data`). A full disk
+on an O_APPEND descriptor (the format: `airflow_jobforge.rundir.samples`). A full disk
 drops samples, says so once on stderr, and never costs a job.
 
 /proc, not psutil: the node's Python need not have psutil, and reading the few fields wanted
@@ -35,7 +35,7 @@ from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from airflow_jobforge.results.monitor_data import monitor_file
+from airflow_jobforge.rundir.samples import monitor_file
 
 PROC = "/proc"
 SYS_BLOCK = "/sys/block"

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING
 
 from airflow_jobforge.node.monitor import ResourceMonitor
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
-from airflow_jobforge.results import (
+from airflow_jobforge.rundir import (
     EXIT_OUTPUT_UNWRITABLE,
     NOT_WRITABLE,
     ResultRecord,
@@ -70,7 +70,7 @@ from airflow_jobforge.results import (
     collect_results,
     results_file,
 )
-from airflow_jobforge.results.events import (
+from airflow_jobforge.rundir.events import (
     BATCH_STARTED,
     JOB_FAILED,
     NODE_SETUP_FAILED,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,20 @@ def array_task(spec: BatchSpec, index: int) -> BatchSpec:
         env=spec.env,
         monitor_interval_s=spec.monitor_interval_s,
     )
+
+
+def restrict_batch(spec: BatchSpec, keep: Iterable[str], batch: str | None = None) -> BatchSpec:
+    """The batch with only the `keep` jobs (a rerun). Their blockers inside the batch that are
+    not rerun become external: the runner reads those blockers' latest records."""
+    keep = set(keep)
+    jobs = tuple(
+        replace(
+            job,
+            blocked_by=tuple(b for b in job.blocked_by if b in keep),
+            external_blockers=job.external_blockers
+            + tuple(b for b in job.blocked_by if b not in keep),
+        )
+        for job in spec.jobs
+        if job.name in keep
+    )
+    return replace(spec, batch=batch or spec.batch, jobs=jobs)

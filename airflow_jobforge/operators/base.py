@@ -6,16 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.execution import (
-    Attempt,
-    Selection,
-    attempt,
-    rerun_kinds,
-    run_key,
-    safe_run_id,
-)
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
-from airflow_jobforge.results.events import Event, event_text, events_file
+from airflow_jobforge.operators.attempts import Attempt, attempt
+from airflow_jobforge.planning.selection import Selection, rerun_kinds
+from airflow_jobforge.rundir.events import Event, event_text, events_file
+from airflow_jobforge.rundir.manifest import safe_run_id
+from airflow_jobforge.slurm.tags import run_key
 
 # Infrastructure errors (API server, SSH or the SLURM controller unreachable) are retried
 # with exponential backoff for ~10 minutes: 15-30 s, 30-60 s, 1-2 min, then every 3 min.
@@ -86,7 +82,7 @@ def task_key(context: Any) -> tuple[str, str, str] | None:
 def killed_by_user(key: tuple[str, str, str] | None, log: Any) -> bool:
     """Whether on_kill runs because a user acted on the task (mark failed/success, clear)
     rather than because its worker is going away (shutdown, a dead executor worker): only
-    then may a healthy SLURM job be cancelled. After a user's action the task instance is no
+    then may a healthy SLURM job be canceled. After a user's action the task instance is no
     longer `running`. A state that cannot be read counts as no user action: cancelling a
     healthy batch costs more than leaving one the user wanted gone (the wait's kill still
     cancels it). No key (on_kill called by hand) counts as a user's kill."""
@@ -100,11 +96,11 @@ def killed_by_user(key: tuple[str, str, str] | None, log: Any) -> bool:
             dag_id=dag_id, task_ids=[task_id], run_ids=[run_id]
         )
     except Exception as exc:
-        log.warning("task state unknown (%s): its SLURM job is not cancelled", exc)
+        log.warning("task state unknown (%s): its SLURM job is not canceled", exc)
         return False
     state = states.get(run_id, {}).get(task_id)
     if str(state) == "running":
-        log.info("terminated by its worker, not by a user: its SLURM job is not cancelled")
+        log.info("terminated by its worker, not by a user: its SLURM job is not canceled")
         return False
     return True
 

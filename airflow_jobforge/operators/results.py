@@ -17,12 +17,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airflow_jobforge.execution import (
-    request_from_dict,
-    rerun_names,
-    restore_request,
-    restrict_batch,
-)
+from airflow_jobforge.node.spec import restrict_batch
 from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_attempt,
@@ -30,15 +25,17 @@ from airflow_jobforge.operators.base import (
     run_output_dir,
     with_infra_retries,
 )
-from airflow_jobforge.results import ResultRecord, job_state, summarize
-from airflow_jobforge.results.conclusion import (
+from airflow_jobforge.rundir import ResultRecord, job_state, summarize
+from airflow_jobforge.rundir.conclusion import (
     MAX_FAILED_TAILS,
     TAIL_LINES,
     XCOM_KEY,
     job_output_path,
     records_from_xcom,
 )
-from airflow_jobforge.results.rundir import RunManifest, manifest_path
+from airflow_jobforge.rundir.manifest import RunManifest, manifest_path
+from airflow_jobforge.slurm.request import request_from_dict, restore_request
+from airflow_jobforge.slurm.tags import rerun_names
 from airflow_jobforge.triggers.resume import not_before
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
 
@@ -341,7 +338,6 @@ class RunSummaryOperator(_ResultBase):
                 run_dir,
             )
             return None
-        from airflow_jobforge.results.records import collect_results
         from airflow_jobforge.results.report import write_report
         from airflow_jobforge.results.stats import (
             format_stats,
@@ -349,6 +345,7 @@ class RunSummaryOperator(_ResultBase):
             run_job_ids,
             write_efficiency,
         )
+        from airflow_jobforge.rundir.records import collect_results
 
         records = None
         try:

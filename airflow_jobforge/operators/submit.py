@@ -10,15 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_jobforge.config.models import ContainerParams, SlurmParams
 from airflow_jobforge.errors import JobForgeError, SlurmError
-from airflow_jobforge.execution import (
-    apply_overrides,
-    drop_unselected_blockers,
-    request_to_dict,
-    restrict_batch,
-    slim_request,
-    submit_tag,
-)
-from airflow_jobforge.node.spec import BatchSpec
+from airflow_jobforge.node.spec import BatchSpec, restrict_batch
 from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_attempt,
@@ -30,11 +22,15 @@ from airflow_jobforge.operators.base import (
     task_key,
     with_infra_retries,
 )
-from airflow_jobforge.results.events import BATCH_ADOPTED, BATCH_SUBMITTED, Event
+from airflow_jobforge.planning.selection import drop_unselected_blockers
+from airflow_jobforge.rundir.events import BATCH_ADOPTED, BATCH_SUBMITTED, Event
 from airflow_jobforge.slurm.client import SubmittedJob, is_rejection
 from airflow_jobforge.slurm.limits import batch_group, count_group_jobs, group_prefix
-from airflow_jobforge.slurm.script import SubmitRequest
+from airflow_jobforge.slurm.request import request_to_dict, slim_request
+from airflow_jobforge.slurm.resources import apply_overrides
+from airflow_jobforge.slurm.script import JOB_NAME_PREFIX, SubmitRequest
 from airflow_jobforge.slurm.states import Outcome
+from airflow_jobforge.slurm.tags import submit_tag
 from airflow_jobforge.triggers.queue_slot import QueueSlotTrigger
 from airflow_jobforge.triggers.resume import not_before
 
@@ -236,7 +232,7 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
                 continue
             job = SubmittedJob(
                 job_id,
-                f"jf-{tag}",
+                f"{JOB_NAME_PREFIX}{tag}",
                 f"{request.output_dir.rstrip('/')}/slurm",
                 adopted=True,
                 array=request.array,

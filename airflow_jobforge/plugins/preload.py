@@ -1,7 +1,7 @@
 """Import jobforge's task code once in each Airflow job process, before it forks workers.
 
 The LocalExecutor forks every task process from the scheduler (through its workers), and
-each of them imports the DAG file, hence `airflow_jobforge.factory` and every operator,
+each of them imports the DAG file, hence `airflow_jobforge.dag.factory` and every operator,
 sensor, hook and config model behind it: ~60 ms of CPU on an idle machine, and most of a
 task's start-up under load (sampled with py-spy over a 20-batch run on the 2-CPU test
 machine: 83% of the DAG file's parse in the task processes was that import). Imported here,
@@ -47,7 +47,7 @@ def preload() -> None:
     from airflow.sdk.plugins_manager import integrate_macros_plugins
 
     integrate_macros_plugins()
-    import airflow_jobforge.factory
+    import airflow_jobforge.dag.factory
     import airflow_jobforge.operators.command
     import airflow_jobforge.operators.post_process
     import airflow_jobforge.operators.results

@@ -21,9 +21,9 @@ from typing import Any
 
 from airflow_jobforge.config.fields import check_job_name
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.execution import DEFAULT_RERUN, rerun_kinds
-from airflow_jobforge.results import ResultRecord, collect_results, job_state, summarize, tail_file
-from airflow_jobforge.results.rundir import read_manifest
+from airflow_jobforge.planning.selection import DEFAULT_RERUN, rerun_kinds
+from airflow_jobforge.rundir import ResultRecord, collect_results, job_state, summarize, tail_file
+from airflow_jobforge.rundir.manifest import read_manifest
 
 JOB_OUTPUT_DIR = "job-output"
 BATCHES_DIR = "batches"

@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from airflow_jobforge.results.completion import unrecorded
-from airflow_jobforge.results.events import BATCH_SUBMITTED, CANCELED_BY_USER, EventLog, read_events
-from airflow_jobforge.results.records import (
+from airflow_jobforge.results.show import JOB_OUTPUT_DIR, expected_jobs
+from airflow_jobforge.rundir.completion import unrecorded
+from airflow_jobforge.rundir.events import BATCH_SUBMITTED, CANCELED_BY_USER, EventLog, read_events
+from airflow_jobforge.rundir.manifest import read_manifest
+from airflow_jobforge.rundir.records import (
     RESULTS_DIR,
     ResultRecord,
     ResultsWriter,
     collect_results,
 )
-from airflow_jobforge.results.rundir import read_manifest
-from airflow_jobforge.results.show import JOB_OUTPUT_DIR, expected_jobs
 from airflow_jobforge.slurm.client import QueuedJob
 from airflow_jobforge.slurm.script import JOB_NAME_PREFIX
 
@@ -93,7 +93,7 @@ def queued_jobs(client: QueueClient, keys: Sequence[str]) -> list[QueuedJob]:
 class CancelReport:
     run_dir: Path
     run_keys: list[str]
-    cancelled: list[QueuedJob]
+    canceled: list[QueuedJob]
     still_queued: list[QueuedJob]
     recorded: dict[str, list[str]] = field(default_factory=dict)
     waited_s: float = WAIT_S
@@ -105,10 +105,10 @@ class CancelReport:
                 f"{self.run_dir}: no run key found (run.json, slurm/ files or submit events): "
                 "no queued job can belong to it"
             )
-        elif self.cancelled:
-            ids = ", ".join(j.job_id for j in self.cancelled[:20])
-            more = f" and {len(self.cancelled) - 20} more" if len(self.cancelled) > 20 else ""
-            out.append(f"Cancelled {len(self.cancelled)} SLURM job(s) of the run: {ids}{more}")
+        elif self.canceled:
+            ids = ", ".join(j.job_id for j in self.canceled[:20])
+            more = f" and {len(self.canceled) - 20} more" if len(self.canceled) > 20 else ""
+            out.append(f"Canceled {len(self.canceled)} SLURM job(s) of the run: {ids}{more}")
         else:
             out.append(f"No queued SLURM job of run key(s) {', '.join(self.run_keys)}")
         if self.still_queued:
@@ -141,11 +141,11 @@ def cancel_run(
     expected job still without a record (see the module doc)."""
     run_dir = Path(run_dir)
     keys = run_keys(run_dir)
-    cancelled = queued_jobs(client, keys)
+    canceled = queued_jobs(client, keys)
     still: list[QueuedJob] = []
-    if cancelled:
-        client.cancel([j.job_id for j in cancelled])
-        ids = {j.job_id for j in cancelled}
+    if canceled:
+        client.cancel([j.job_id for j in canceled])
+        ids = {j.job_id for j in canceled}
         deadline = clock() + wait_s
         while True:
             still = [j for j in queued_jobs(client, keys) if j.job_id in ids]
@@ -154,25 +154,25 @@ def cancel_run(
             sleep(poll_s)
     ran = {
         batch: job
-        for job in cancelled
+        for job in canceled
         if job.state not in ("PENDING", "PD") and (batch := batch_of_job_name(job.job_name))
     }
-    hpc_ids = {batch: job.job_id for job in cancelled if (batch := batch_of_job_name(job.job_name))}
+    hpc_ids = {batch: job.job_id for job in canceled if (batch := batch_of_job_name(job.job_name))}
     records = collect_results(run_dir)
     expected = expected_jobs(run_dir, records, read_manifest(run_dir))
     recorded = record_unrecorded(run_dir, expected, records, ran, hpc_ids)
     EventLog(run_dir, EVENT_SOURCE).emit(
         CANCELED_BY_USER,
-        message=f"{len(cancelled)} SLURM job(s) cancelled, "
+        message=f"{len(canceled)} SLURM job(s) canceled, "
         + ", ".join(f"{len(v)} jobs recorded {k}" for k, v in recorded.items()),
         data={
-            "slurm_job_ids": [j.job_id for j in cancelled],
+            "slurm_job_ids": [j.job_id for j in canceled],
             "still_queued": [j.job_id for j in still],
             "run_keys": keys,
             **{f"recorded_{k}": len(v) for k, v in recorded.items()},
         },
     )
-    return CancelReport(run_dir, keys, cancelled, still, recorded, wait_s)
+    return CancelReport(run_dir, keys, canceled, still, recorded, wait_s)
 
 
 def record_unrecorded(

@@ -19,8 +19,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow_jobforge.results.efficiency import BatchUsage
-from airflow_jobforge.results.records import ResultRecord, job_state
 from airflow_jobforge.results.stats import (
     BATCH_HEADER,
     NODE_HEADER,
@@ -35,6 +33,8 @@ from airflow_jobforge.results.stats import (
     totals_line,
     write_efficiency,
 )
+from airflow_jobforge.rundir.records import ResultRecord, job_state
+from airflow_jobforge.slurm.usage import BatchUsage
 
 REPORT_FILE = "report.html"
 MAX_POINTS = 2000
@@ -256,7 +256,7 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: s
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_report(stats: RunStats, *, top: int = 10) -> str:
+def report_html(stats: RunStats, *, top: int = 10) -> str:
     """The whole page as one string."""
     from plotly.offline import get_plotlyjs
 
@@ -330,7 +330,7 @@ def write_report(
     target = Path(path) if path else Path(run_dir) / REPORT_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    tmp.write_text(render_report(stats), encoding="utf-8")
+    tmp.write_text(report_html(stats), encoding="utf-8")
     os.replace(tmp, target)
     return target
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from airflow_jobforge.config.models import JobConfiguration, SubmissionGroup
 from airflow_jobforge.config.validation import ensure_valid
 from airflow_jobforge.errors import JobForgeError, Problem
-from airflow_jobforge.results.records import ResultRecord
+from airflow_jobforge.rundir.records import ResultRecord
 
 CATEGORIES = ("failed", "missing", "canceled")
 DEFAULT_CATEGORIES = ("failed", "missing")

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.results.events import BATCH_SUBMITTED, read_events
-from airflow_jobforge.results.monitor_data import MONITOR_DIR, monitor_file, read_monitor_file
-from airflow_jobforge.results.records import (
+from airflow_jobforge.rundir.events import BATCH_SUBMITTED, read_events
+from airflow_jobforge.rundir.manifest import RunManifest, read_manifest
+from airflow_jobforge.rundir.records import (
     ResultRecord,
     Summary,
     collect_results,
@@ -29,7 +29,7 @@ from airflow_jobforge.results.records import (
     summarize,
     tail_file,
 )
-from airflow_jobforge.results.rundir import RunManifest, read_manifest
+from airflow_jobforge.rundir.samples import MONITOR_DIR, monitor_file, read_monitor_file
 
 BATCHES_DIR = "batches"
 JOB_OUTPUT_DIR = "job-output"

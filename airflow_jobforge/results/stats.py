@@ -21,20 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_jobforge.results.efficiency import BatchUsage, UsageTotals, usage_totals
-from airflow_jobforge.results.monitor_data import MONITOR_DIR, read_monitor_file
-from airflow_jobforge.results.records import (
+from airflow_jobforge.rundir.manifest import read_manifest
+from airflow_jobforge.rundir.records import (
     ResultRecord,
     Summary,
     collect_results,
     job_state,
     summarize,
 )
-from airflow_jobforge.results.rundir import read_manifest
+from airflow_jobforge.rundir.samples import MONITOR_DIR, read_monitor_file
+from airflow_jobforge.slurm.script import JOB_NAME_PREFIX
+from airflow_jobforge.slurm.usage import BatchUsage, UsageTotals, usage_totals
 
 EFFICIENCY_FILE = "efficiency.json"
 SLURM_DIR = "slurm"
-_SLURM_FILE = re.compile(r"jf-(?P<tag>.+?)-(?P<id>(?:local-)?\d+)\.(?:out|err|exit)")
+_SLURM_FILE = re.compile(
+    re.escape(JOB_NAME_PREFIX) + r"(?P<tag>.+?)-(?P<id>(?:local-)?\d+)\.(?:out|err|exit)"
+)
 _TAG = re.compile(r"[0-9a-f]{12}\.(?P<batch>.+)\.[a-z]+\d+")
 LOCAL_PREFIX = "local-"
 
@@ -106,7 +109,9 @@ def slurm_jobs(
             tag = match.group("tag")
             batch = _TAG.fullmatch(tag)
             job_id = match.group("id")
-            found[job_id] = SlurmJob(batch.group("batch") if batch else tag, job_id, f"jf-{tag}")
+            found[job_id] = SlurmJob(
+                batch.group("batch") if batch else tag, job_id, f"{JOB_NAME_PREFIX}{tag}"
+            )
     for record in records.values():
         job_id = record.hpc_job_id
         if job_id and job_id not in found:

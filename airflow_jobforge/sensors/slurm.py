@@ -30,16 +30,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from airflow.triggers.base import StartTriggerArgs
 
 from airflow_jobforge.errors import JobForgeError, SlurmError
-from airflow_jobforge.execution import (
-    RESOURCE_STATES,
-    raised_limits,
-    request_from_dict,
-    request_to_dict,
-    restore_request,
-    restrict_batch,
-    slim_job,
-    submit_tag,
-)
+from airflow_jobforge.node.spec import restrict_batch
 from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_attempt,
@@ -50,10 +41,10 @@ from airflow_jobforge.operators.base import (
     task_key,
     with_infra_retries,
 )
-from airflow_jobforge.results import ResultRecord
-from airflow_jobforge.results.completion import completion_file, record_lines, unrecorded
-from airflow_jobforge.results.conclusion import XCOM_KEY, Conclusion
-from airflow_jobforge.results.events import (
+from airflow_jobforge.rundir import ResultRecord
+from airflow_jobforge.rundir.completion import completion_file, record_lines, unrecorded
+from airflow_jobforge.rundir.conclusion import XCOM_KEY, Conclusion
+from airflow_jobforge.rundir.events import (
     BATCH_ENDED,
     BATCH_RESUBMITTED,
     RECORDS_COMPLETED,
@@ -63,8 +54,16 @@ from airflow_jobforge.results.events import (
 )
 from airflow_jobforge.slurm.client import GRACE_S, StatusTracker, SubmittedJob
 from airflow_jobforge.slurm.nodelist import NODE_FAILURE_STATES, excluding
-from airflow_jobforge.slurm.script import SubmitRequest
+from airflow_jobforge.slurm.request import (
+    request_from_dict,
+    request_to_dict,
+    restore_request,
+    slim_job,
+)
+from airflow_jobforge.slurm.resources import RESOURCE_STATES, raised_limits
+from airflow_jobforge.slurm.script import JOB_NAME_PREFIX, SubmitRequest
 from airflow_jobforge.slurm.states import JobStatus, Outcome, normalize_state
+from airflow_jobforge.slurm.tags import submit_tag
 from airflow_jobforge.triggers.resume import not_before
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
 
@@ -202,7 +201,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 # controller knows the id, only its queue says whose it is now: accounting
                 # still holds our lost job under that id (seen in CI: another batch's
                 # resubmission got the id, and this wait adopted it).
-                tag = previous["job_name"].removeprefix("jf-")
+                tag = previous["job_name"].removeprefix(JOB_NAME_PREFIX)
                 deep = status.source != "squeue"
                 lost = client.find(tag, deep=deep) != previous["job_id"]
             if status.outcome is not Outcome.RETRYABLE and not lost:
@@ -299,14 +298,20 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             slurm = raised_limits(slurm, self.retry or {}, state) or slurm
         request = replace(request, tag=tag, slurm=slurm)
         job = SubmittedJob(
-            job_id, f"jf-{tag}", submitted["slurm_dir"], adopted=True, array=request.array
+            job_id,
+            f"{JOB_NAME_PREFIX}{tag}",
+            submitted["slurm_dir"],
+            adopted=True,
+            array=request.array,
         )
         return {**job_info(job, request_to_dict(request)), "attempt": attempt}
 
     @staticmethod
     def _info(job_id: str, tag: str, submitted: dict[str, Any]) -> dict[str, Any]:
         array = bool((submitted.get("request") or {}).get("array"))
-        job = SubmittedJob(job_id, f"jf-{tag}", submitted["slurm_dir"], adopted=True, array=array)
+        job = SubmittedJob(
+            job_id, f"{JOB_NAME_PREFIX}{tag}", submitted["slurm_dir"], adopted=True, array=array
+        )
         return job_info(job, submitted["request"])
 
     # --- waiting -----------------------------------------------------------------------------
@@ -528,7 +533,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         conclusion: Conclusion | None = None,
     ) -> dict[str, ResultRecord] | None:
         """A record for every job of the batch that has none: canceled when the batch never
-        ran a job (cancelled while pending, refused at launch), else missing. Returns the
+        ran a job (canceled while pending, refused at launch), else missing. Returns the
         batch's records, completed (None when they could not be read). Logs in only when
         the trigger brought no records or some must be written."""
         own = client is None

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from airflow_jobforge.errors import SlurmError
-from airflow_jobforge.results import ResultRecord, latest_records, parse_record_lines
-from airflow_jobforge.results.efficiency import USAGE_FIELDS, BatchUsage, parse_sacct_usage
+from airflow_jobforge.rundir import ResultRecord, latest_records, parse_record_lines
 from airflow_jobforge.slurm.nodelist import expand_hostlist
 from airflow_jobforge.slurm.parse import (
     ACCOUNTING_DISABLED,
@@ -35,7 +34,7 @@ from airflow_jobforge.slurm.script import (
     check_tag,
     exit_file_path,
     job_name_for,
-    render,
+    sbatch_job,
 )
 from airflow_jobforge.slurm.states import JobStatus, Outcome, aggregate_array
 from airflow_jobforge.slurm.transport import (
@@ -44,6 +43,7 @@ from airflow_jobforge.slurm.transport import (
     Transport,
     TransportError,
 )
+from airflow_jobforge.slurm.usage import USAGE_FIELDS, BatchUsage, parse_sacct_usage
 
 T = TypeVar("T")
 
@@ -169,18 +169,18 @@ def find_steps(tag: str, accounting: Accounting, deep: bool = True) -> Steps[str
 def submit_steps(
     request: SubmitRequest, accounting: Accounting, adopt: bool
 ) -> Steps[SubmittedJob]:
-    rendered = render(request)
+    prepared = sbatch_job(request)
     if adopt:
         existing = yield from find_steps(request.tag, accounting)
         if existing is not None:
             return SubmittedJob(
-                existing, rendered.job_name, rendered.slurm_dir, adopted=True, array=request.array
+                existing, prepared.job_name, prepared.slurm_dir, adopted=True, array=request.array
             )
     # SLURM does not create the --output directory: without it the job fails to launch.
-    (yield Command(("mkdir", "-p", "--", rendered.slurm_dir))).check()
-    result = yield Command(tuple(rendered.argv), input=rendered.script, idempotent=False)
+    (yield Command(("mkdir", "-p", "--", prepared.slurm_dir))).check()
+    result = yield Command(tuple(prepared.argv), input=prepared.script, idempotent=False)
     job_id = parse_sbatch(result.check().stdout)
-    return SubmittedJob(job_id, rendered.job_name, rendered.slurm_dir, array=request.array)
+    return SubmittedJob(job_id, prepared.job_name, prepared.slurm_dir, array=request.array)
 
 
 ARRAY_EXIT_SUFFIX = "_*.exit"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow_jobforge.errors import SlurmError
-from airflow_jobforge.results import EXIT_OUTPUT_UNWRITABLE, NOT_WRITABLE
+from airflow_jobforge.rundir import EXIT_OUTPUT_UNWRITABLE, NOT_WRITABLE
 from airflow_jobforge.slurm.states import JobStatus, Outcome, classify_state, outcome_of_exit_code
 
 # Field lists the client asks for; parsers below depend on their order.

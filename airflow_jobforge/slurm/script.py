@@ -23,7 +23,7 @@ from pathlib import PurePosixPath
 from airflow_jobforge.config.models import ContainerParams, SlurmParams
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.node.spec import BatchSpec
-from airflow_jobforge.results import EXIT_OUTPUT_UNWRITABLE
+from airflow_jobforge.rundir import EXIT_OUTPUT_UNWRITABLE
 
 _TAG = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 JOB_NAME_PREFIX = "jf-"
@@ -62,7 +62,7 @@ class SubmitRequest:
 
 
 @dataclass(frozen=True)
-class RenderedJob:
+class SbatchJob:
     argv: list[str]
     script: str
     job_name: str
@@ -172,7 +172,7 @@ def runner_command(request: SubmitRequest) -> list[str]:
     return command
 
 
-def render(request: SubmitRequest) -> RenderedJob:
+def sbatch_job(request: SubmitRequest) -> SbatchJob:
     out = check_remote_path(request.output_dir, "output directory")
     if request.workdir is not None:
         check_remote_path(request.workdir, "working directory")
@@ -245,4 +245,4 @@ fi
 fi
 exit "$rc"
 """
-    return RenderedJob(argv=argv, script=script, job_name=name, slurm_dir=slurm_dir)
+    return SbatchJob(argv=argv, script=script, job_name=name, slurm_dir=slurm_dir)

@@ -11,7 +11,7 @@ class Outcome(str, Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     RETRYABLE = "failed_retryable"  # the node/boot/preemption failed, not the jobs
-    CANCELLED = "cancelled"
+    CANCELED = "canceled"
     UNKNOWN = "unknown"  # no source knows the job (yet); resolved by StatusTracker's grace
 
     @property
@@ -39,8 +39,8 @@ STATE_TABLE: dict[str, Outcome] = {
     "TIMEOUT": Outcome.FAILED,
     "OUT_OF_MEMORY": Outcome.FAILED,
     "DEADLINE": Outcome.FAILED,
-    "CANCELLED": Outcome.CANCELLED,
-    "REVOKED": Outcome.CANCELLED,
+    "CANCELLED": Outcome.CANCELED,
+    "REVOKED": Outcome.CANCELED,
     "PREEMPTED": Outcome.RETRYABLE,
     "NODE_FAIL": Outcome.RETRYABLE,
     "BOOT_FAIL": Outcome.RETRYABLE,
@@ -77,7 +77,7 @@ def outcome_of_exit_code(code: int) -> Outcome:
     if code == 0:
         return Outcome.SUCCEEDED
     if code in (128 + 15, 128 + 2, 128 + 9):
-        return Outcome.CANCELLED
+        return Outcome.CANCELED
     return Outcome.FAILED
 
 
@@ -87,7 +87,7 @@ def outcome_of_exit_code(code: int) -> Outcome:
 _ARRAY_RANK = {
     Outcome.RETRYABLE: 5,
     Outcome.UNKNOWN: 4,
-    Outcome.CANCELLED: 2,
+    Outcome.CANCELED: 2,
     Outcome.FAILED: 1,
     Outcome.SUCCEEDED: 0,
 }

@@ -16,11 +16,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_jobforge.execution import job_names_of, slim_job
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
-from airflow_jobforge.results.completion import completion_file, record_lines, unrecorded
-from airflow_jobforge.results.conclusion import TAIL_LINES, Conclusion, job_tail_paths
-from airflow_jobforge.results.events import (
+from airflow_jobforge.rundir.completion import completion_file, record_lines, unrecorded
+from airflow_jobforge.rundir.conclusion import TAIL_LINES, Conclusion, job_tail_paths
+from airflow_jobforge.rundir.events import (
     CANCELED_BY_USER,
     Event,
     batch_ended_event,
@@ -28,6 +27,7 @@ from airflow_jobforge.results.events import (
     events_file,
 )
 from airflow_jobforge.slurm.client import GRACE_S
+from airflow_jobforge.slurm.request import job_names_of, slim_job
 from airflow_jobforge.slurm.states import JobStatus
 from airflow_jobforge.triggers.poller import SharedPoller
 from airflow_jobforge.triggers.resume import hold
@@ -224,16 +224,16 @@ class SlurmJobTrigger(BaseTrigger):
 
     async def _kill(self) -> None:
         if self.job_id is None:  # killed before it read its job: the submit's XCom names it
-            self.log.info("no SLURM job read yet: nothing cancelled")
+            self.log.info("no SLURM job read yet: nothing canceled")
             return
         try:
             if await self._still_deferred():
-                self.log.info("SLURM job %s: trigger reassigned, not cancelled", self.job_id)
+                self.log.info("SLURM job %s: trigger reassigned, not canceled", self.job_id)
                 return
             client = self._hook().get_async_client()
             try:
                 await asyncio.wait_for(client.cancel([self.job_id]), timeout=60)
-                self.log.info("cancelled SLURM job %s", self.job_id)
+                self.log.info("canceled SLURM job %s", self.job_id)
                 await asyncio.wait_for(self._record_cancel(client), timeout=60)
             finally:
                 await client.close()
@@ -243,7 +243,7 @@ class SlurmJobTrigger(BaseTrigger):
 
     async def _record_cancel(self, client: Any) -> None:
         """Nothing is lost: the batch's jobs without a record (it was pending, or they had
-        not started) are recorded canceled, and the event log says a user cancelled it. A
+        not started) are recorded canceled, and the event log says a user canceled it. A
         running batch's runner records its own jobs on SIGTERM, later, and its records win."""
         request = (self.echo or {}).get("request") or {}
         run_dir, spec = request.get("output_dir"), request.get("batch") or {}
@@ -266,7 +266,7 @@ class SlurmJobTrigger(BaseTrigger):
                 CANCELED_BY_USER,
                 batch=batch,
                 hpc_job_id=self.job_id,
-                message=f"SLURM job cancelled; {len(late)} job(s) without a record: canceled",
+                message=f"SLURM job canceled; {len(late)} job(s) without a record: canceled",
             )
             await client.append_text(
                 str(events_file(run_dir, f"airflow-{batch}")), event_text([event])
@@ -288,7 +288,7 @@ class SlurmJobTrigger(BaseTrigger):
                 dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]
             )
         except Exception as exc:  # cannot tell: never cancel a job that may be healthy
-            self.log.warning("SLURM job %s: state unknown (%s), not cancelled", self.job_id, exc)
+            self.log.warning("SLURM job %s: state unknown (%s), not canceled", self.job_id, exc)
             return True
         state = states.get(ti.run_id, {}).get(ti.task_id)
         return str(state) == "deferred"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from airflow_jobforge.config import load_config
-from airflow_jobforge.factory import build_dag
+from airflow_jobforge.dag.factory import build_dag
 
 dag = build_dag(
     load_config(Path(__file__).resolve().parent / "jobforge_docker.json"),

@@ -8,8 +8,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from airflow_jobforge.execution import run_key, safe_run_id
-from airflow_jobforge.results import ResultRecord, collect_results, read_records
+from airflow_jobforge.rundir import ResultRecord, collect_results, read_records
+from airflow_jobforge.rundir.manifest import safe_run_id
+from airflow_jobforge.slurm.tags import run_key
 from tests.slurm_tools import AccountedJob, sacct_jobs
 
 from .workload import SHARED

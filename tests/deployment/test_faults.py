@@ -1,5 +1,5 @@
 """Faults in the middle of a run, in the real deployment. Each run must end as if nothing had
-happened: no batch submitted twice, nothing cancelled by jobforge, exactly one record per job,
+happened: no batch submitted twice, nothing canceled by jobforge, exactly one record per job,
 every task green and the run green."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
-from airflow_jobforge.execution import run_key
+from airflow_jobforge.slurm.tags import run_key
 
 from .conftest import REPO
 from .runs import record_lines, records, run_dir, slurm_jobs, submissions_per_batch, wait_states
@@ -53,7 +53,7 @@ def run_through(
     if lost_ok:
         jobs = [j for j in jobs if j.state not in ("PENDING", "RUNNING")]  # purged when lost
     assert submissions_per_batch(jobs, DAG, run_id) == {"g-0000": 1, "g-0001": 1}, jobs
-    assert {j.state for j in jobs} == {"COMPLETED"}, "nothing cancelled, nothing failed"
+    assert {j.state for j in jobs} == {"COMPLETED"}, "nothing canceled, nothing failed"
     out = run_dir(DAG, run_id)
     if lost_ok:
         # A slurmctld that lost its state may itself relaunch a batch it had started (seen:

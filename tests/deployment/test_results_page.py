@@ -17,7 +17,7 @@ from urllib.parse import quote, urlparse
 
 import pytest
 
-from airflow_jobforge.results import job_state
+from airflow_jobforge.rundir import job_state
 
 from .browser import Browser, chromium
 from .runs import records, run_dag, run_dir

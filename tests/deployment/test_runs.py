@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from airflow_jobforge.execution import run_key
-from airflow_jobforge.results.events import read_events
+from airflow_jobforge.rundir.events import read_events
+from airflow_jobforge.slurm.tags import run_key
 from tests.slurm_tools import cancel_jobs, sdiag_counts, sdiag_reset
 
 from .runs import records, run_dag, run_dir, slurm_jobs, wait_states
@@ -60,14 +60,14 @@ def test_twenty_deferred_waits_cost_one_job_info_rpc_per_poll(deployment, worklo
                 and len(done) == FANOUT
             ):
                 break
-            assert time.monotonic() < deadline, f"not all cancelled and recorded: {jobs} {done}"
+            assert time.monotonic() < deadline, f"not all canceled and recorded: {jobs} {done}"
             time.sleep(2)
         # Nothing is lost: running jobs are recorded missing by their runner, pending
         # batches' jobs canceled by the killed wait; the event log says a user did it.
         assert {r.status for r in done.values()} <= {"canceled", "missing"}
         assert "canceled" in {r.status for r in done.values()}, "pending batches were recorded"
-        cancelled = [e for e in read_events(run_dir(dag, run_id)) if e.type == "canceled_by_user"]
-        assert len(cancelled) == FANOUT
+        canceled = [e for e in read_events(run_dir(dag, run_id)) if e.type == "canceled_by_user"]
+        assert len(canceled) == FANOUT
     finally:
         cancel_jobs(f"jf-{run_key(dag, run_id)}.")  # 20 jobs of 600 s must not outlive a failure
 

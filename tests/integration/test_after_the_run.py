@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from airflow_jobforge.factory import dag_id_for
-from airflow_jobforge.results import collect_results, read_records
-from airflow_jobforge.results.events import read_events
-from airflow_jobforge.results.rundir import read_manifest
+from airflow_jobforge.dag.factory import dag_id_for
+from airflow_jobforge.rundir import collect_results, read_records
+from airflow_jobforge.rundir.events import read_events
+from airflow_jobforge.rundir.manifest import read_manifest
 
 from .airflow_helpers import run, task_states
 

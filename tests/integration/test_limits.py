@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_jobforge.results import collect_results
+from airflow_jobforge.rundir import collect_results
 
 from .airflow_helpers import run
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_jobforge.results import collect_results, read_records
-from airflow_jobforge.results.events import read_events
+from airflow_jobforge.rundir import collect_results, read_records
+from airflow_jobforge.rundir.events import read_events
 
 from .airflow_helpers import run
 from .conftest import REPO, SSH_CONN_ID, STATE_DIR, start_cluster, unavailable

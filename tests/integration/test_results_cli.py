@@ -13,13 +13,13 @@ import pytest
 
 from airflow_jobforge.cli.main import main
 from airflow_jobforge.config import SlurmParams
-from airflow_jobforge.execution import submit_tag
 from airflow_jobforge.local.backend import LocalClient
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
-from airflow_jobforge.results import RESULTS_DIR, read_records
-from airflow_jobforge.results.events import CANCELED_BY_USER, read_events
-from airflow_jobforge.results.rundir import RunManifest, write_manifest
+from airflow_jobforge.rundir import RESULTS_DIR, read_records
+from airflow_jobforge.rundir.events import CANCELED_BY_USER, read_events
+from airflow_jobforge.rundir.manifest import RunManifest, write_manifest
 from airflow_jobforge.slurm.script import SubmitRequest
+from airflow_jobforge.slurm.tags import submit_tag
 
 from .conftest import wait_file
 
@@ -84,7 +84,7 @@ def test_cancel_stops_every_slurm_job_of_a_run_and_leaves_each_job_one_record(lo
 
     assert main(["cancel", str(run_dir), "--backend", "slurm"]) == 0
     out = capsys.readouterr().out
-    assert "Cancelled 2 SLURM job(s) of the run" in out
+    assert "Canceled 2 SLURM job(s) of the run" in out
 
     ids = [job.job_id for job in jobs]
     states = subprocess.run(
@@ -146,7 +146,7 @@ def test_cancel_on_the_local_backend_finds_the_run_by_its_slurm_files(tmp_path, 
 
     argv = ["cancel", str(run_dir), "--backend", "local", "--state-dir", str(state)]
     assert main(argv) == 0
-    assert f"Cancelled 1 SLURM job(s) of the run: {job.job_id}" in capsys.readouterr().out
+    assert f"Canceled 1 SLURM job(s) of the run: {job.job_id}" in capsys.readouterr().out
     assert client.queued(f"jf-{key}.") == []
     assert all_records(run_dir) == {"a1": ["missing"], "a2": ["missing"], "a3": ["canceled"]}
     code, table = show(run_dir, capsys)
@@ -155,7 +155,7 @@ def test_cancel_on_the_local_backend_finds_the_run_by_its_slurm_files(tmp_path, 
 
 def test_the_run_key_comes_from_submit_events_when_nothing_else_names_it(tmp_path, capsys):
     from airflow_jobforge.results.cancel import run_keys
-    from airflow_jobforge.results.events import BATCH_SUBMITTED, EventLog
+    from airflow_jobforge.rundir.events import BATCH_SUBMITTED, EventLog
 
     key = uuid.uuid4().hex[:12]
     EventLog(tmp_path, "airflow").emit(

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from airflow_jobforge.config import SlurmParams
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.node.spec import JobSpec
-from airflow_jobforge.results import collect_results, summarize
+from airflow_jobforge.rundir import collect_results, summarize
 from airflow_jobforge.slurm.states import Outcome
 
 from .conftest import (
@@ -52,7 +52,7 @@ def test_non_zero_exit_fails_with_the_exit_code(target):
     assert collect_results(out)["bad"].return_code == 3
 
 
-def test_scancel_gives_cancelled_and_the_running_job_is_recorded_missing(target):
+def test_scancel_gives_canceled_and_the_running_job_is_recorded_missing(target):
     out = target.output_dir()
     marker = out / "started"
     job = target.submit(
@@ -66,7 +66,7 @@ def test_scancel_gives_cancelled_and_the_running_job_is_recorded_missing(target)
     target.client.cancel([job.job_id])
     target.client.cancel([job.job_id])  # idempotent
     status = wait_terminal(target.client, job)
-    assert status.outcome is Outcome.CANCELLED
+    assert status.outcome is Outcome.CANCELED
     deadline = time.monotonic() + 20
     while len(collect_results(out)) < 2:
         assert time.monotonic() < deadline, "records were not written on scancel"

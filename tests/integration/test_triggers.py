@@ -57,7 +57,7 @@ def test_200_deferred_waits_cost_one_status_query_per_poll(local):
     assert 3 <= polls <= 8, polls
     # one REQUEST_JOB_INFO per poll for all 200; a poll may be in flight while we read sdiag
     assert polls <= counts.get("REQUEST_JOB_INFO", 0) <= polls + 1, (counts, polls)
-    assert len(events) == 200 and {e["outcome"] for e in events} == {"cancelled"}
+    assert len(events) == 200 and {e["outcome"] for e in events} == {"canceled"}
     assert {e["echo"] for e in events} == {None}
 
 
@@ -80,7 +80,7 @@ def test_killing_a_waiting_task_cancels_its_slurm_job(local):
         return await asyncio.wait_for(waiting, timeout=60)
 
     event = asyncio.run(scenario())
-    assert event["outcome"] == "cancelled"
+    assert event["outcome"] == "canceled"
     assert squeue_state(job.job_id) == "CANCELLED", "no orphan left in squeue"
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from airflow_jobforge.execution import attempt, rerun_names
+from airflow_jobforge.operators.attempts import attempt
 from airflow_jobforge.operators.base import INFRA_RETRIES, context_attempt, with_infra_retries
+from airflow_jobforge.slurm.tags import rerun_names
 
 
 def test_first_run_and_its_automatic_retries_form_one_series():

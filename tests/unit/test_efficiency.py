@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from airflow_jobforge.results.efficiency import (
+from airflow_jobforge.slurm.client import AsyncSlurmClient, SlurmClient
+from airflow_jobforge.slurm.transport import CommandResult
+from airflow_jobforge.slurm.usage import (
     parse_duration,
     parse_req_mem,
     parse_sacct_usage,
     parse_size,
     usage_totals,
 )
-from airflow_jobforge.slurm.client import AsyncSlurmClient, SlurmClient
-from airflow_jobforge.slurm.transport import CommandResult
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 USAGE = FIXTURES / "sacct_usage"

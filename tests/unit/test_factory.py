@@ -7,16 +7,13 @@ import json
 import pytest
 
 from airflow_jobforge.config import parse_configuration
+from airflow_jobforge.dag.factory import JobForgeTaskGroup, build_dag, load_dags
 from airflow_jobforge.errors import ConfigError, JobForgeError
-from airflow_jobforge.execution import (
-    apply_overrides,
-    restrict_batch,
-    run_key,
-    safe_run_id,
-    selected,
-)
-from airflow_jobforge.factory import JobForgeTaskGroup, build_dag, load_dags
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.node.spec import BatchSpec, JobSpec, restrict_batch
+from airflow_jobforge.planning.selection import selected
+from airflow_jobforge.rundir.manifest import safe_run_id
+from airflow_jobforge.slurm.resources import apply_overrides
+from airflow_jobforge.slurm.tags import run_key
 
 THREE_GROUPS = {
     "jobs": [
@@ -286,7 +283,7 @@ def write_configs(folder, names):
 
 
 def test_a_worker_builds_only_the_dag_it_runs_and_reads_no_other_config(tmp_path, monkeypatch):
-    from airflow_jobforge import factory
+    from airflow_jobforge.dag import factory
 
     write_configs(tmp_path, ["one", "two", "three"])
     rendered = []
@@ -314,12 +311,12 @@ def test_without_a_parsing_context_every_config_is_built(tmp_path, monkeypatch):
 
 
 LOADER = """
-from airflow_jobforge.factory import load_dags
+from airflow_jobforge.dag.factory import load_dags
 load_dags({pattern!r}, globals(), output_dir="/tmp/o")
 """
 ERRORS = """
 # Defines no DAG: Airflow's safe mode parses it because it names "airflow" and "dag".
-from airflow_jobforge.factory import raise_config_errors
+from airflow_jobforge.dag.factory import raise_config_errors
 raise_config_errors({pattern!r})
 """
 
@@ -354,7 +351,7 @@ def test_a_broken_config_is_an_import_error_of_its_own_file_and_hides_no_dag(tmp
 
 
 def test_raise_config_errors_is_silent_when_every_config_is_fine(tmp_path):
-    from airflow_jobforge.factory import raise_config_errors
+    from airflow_jobforge.dag.factory import raise_config_errors
 
     write_configs(tmp_path, ["one"])
     raise_config_errors(tmp_path / "*.json")
@@ -401,7 +398,7 @@ def test_a_worker_builds_only_the_batch_of_the_task_it_runs(monkeypatch):
 
 
 def test_a_triggers_echo_names_the_jobs_and_the_submitted_spec_restores_them():
-    from airflow_jobforge.execution import job_names_of, restore_request, slim_request
+    from airflow_jobforge.slurm.request import job_names_of, restore_request, slim_request
 
     full = BatchSpec(
         "g-0000",
@@ -431,8 +428,8 @@ def test_a_triggers_echo_names_the_jobs_and_the_submitted_spec_restores_them():
     ],
 )
 def test_a_workers_task_id_names_its_batch(monkeypatch, task_id, batch):
-    from airflow_jobforge.factory import _worker_batch
-    from airflow_jobforge.rendering import render_config
+    from airflow_jobforge.dag.factory import _worker_batch
+    from airflow_jobforge.dag.render import render_config
 
     jobs = [{"name": n, "command": "true"} for n in ("z", "x.job_y")]
     render = render_config(

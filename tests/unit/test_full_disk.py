@@ -16,7 +16,7 @@ import pytest
 from airflow_jobforge.config.models import SlurmParams
 from airflow_jobforge.local.backend import LocalClient
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
-from airflow_jobforge.results import (
+from airflow_jobforge.rundir import (
     EXIT_OUTPUT_UNWRITABLE,
     collect_results,
     results_table,

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from airflow_jobforge.config import SlurmParams, parse_configuration
+from airflow_jobforge.dag.render import render_config
 from airflow_jobforge.node.spec import BatchSpec, JobSpec, array_task
-from airflow_jobforge.planning import ARRAY_MAX, merge_arrays, plan_batches
-from airflow_jobforge.rendering import render_config
+from airflow_jobforge.planning.planner import ARRAY_MAX, merge_arrays, plan_batches
 from airflow_jobforge.slurm.client import SlurmClient, SubmittedJob
-from airflow_jobforge.slurm.script import SubmitRequest, render
+from airflow_jobforge.slurm.script import SubmitRequest, sbatch_job
 from airflow_jobforge.slurm.states import Outcome
 from tests.unit.test_slurm_client import Replay, rec
 
@@ -123,17 +123,17 @@ def request(n: int, out: str = "/scratch/run", throttle: int | None = None) -> S
 
 
 def test_an_array_is_one_sbatch_with_a_task_per_job_and_per_task_files():
-    rendered = render(request(3, throttle=2))
-    assert "--array=0-2%2" in rendered.argv
-    assert "--output=/scratch/run/slurm/jf-abc.g-array0000.t1-%A_%a.out" in rendered.argv
-    job = SubmittedJob("77", rendered.job_name, rendered.slurm_dir, array=True)
+    prepared = sbatch_job(request(3, throttle=2))
+    assert "--array=0-2%2" in prepared.argv
+    assert "--output=/scratch/run/slurm/jf-abc.g-array0000.t1-%A_%a.out" in prepared.argv
+    job = SubmittedJob("77", prepared.job_name, prepared.slurm_dir, array=True)
     assert job.exit_file.endswith("jf-abc.g-array0000.t1-77_*.exit")
     assert job.stdout_path.endswith("-77_0.out")
 
 
 def test_an_array_task_runs_only_its_own_job_and_writes_its_own_records(tmp_path: Path):
-    """The rendered script, run by bash as SLURM would run task 1 of array 77."""
-    rendered = render(request(3, out=str(tmp_path)))
+    """The prepared script, run by bash as SLURM would run task 1 of array 77."""
+    prepared = sbatch_job(request(3, out=str(tmp_path)))
     env = {
         **os.environ,
         "SLURM_JOB_ID": "79",
@@ -143,23 +143,23 @@ def test_an_array_task_runs_only_its_own_job_and_writes_its_own_records(tmp_path
     }
     env["PATH"] = f"{Path(os.sys.executable).parent}:{env['PATH']}"
     done = subprocess.run(
-        ["bash", "-s"], input=rendered.script, env=env, text=True, capture_output=True
+        ["bash", "-s"], input=prepared.script, env=env, text=True, capture_output=True
     )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.glob("said-*")) == ["said-1"]
     records = (tmp_path / "results" / "g-array0000.1.jsonl").read_text().splitlines()
     assert [json.loads(r)["name"] for r in records] == ["j1"]
-    assert (tmp_path / "slurm" / f"{rendered.job_name}-77_1.exit").read_text() == "0\n"
+    assert (tmp_path / "slurm" / f"{prepared.job_name}-77_1.exit").read_text() == "0\n"
 
 
 def test_without_an_array_task_id_the_script_runs_every_job(tmp_path: Path):
     """The local backend (no SLURM) runs an array's script once: all its jobs."""
-    rendered = render(request(3, out=str(tmp_path)))
+    prepared = sbatch_job(request(3, out=str(tmp_path)))
     env = {**os.environ, "JOBFORGE_JOB_ID": "local-1"}
     env["PYTHONPATH"] = str(Path(__file__).parents[2])
     env["PATH"] = f"{Path(os.sys.executable).parent}:{env['PATH']}"
     done = subprocess.run(
-        ["bash", "-s"], input=rendered.script, env=env, text=True, capture_output=True
+        ["bash", "-s"], input=prepared.script, env=env, text=True, capture_output=True
     )
     assert done.returncode == 0, done.stderr
     assert len(list(tmp_path.glob("said-*"))) == 3

@@ -14,8 +14,8 @@ import pytest
 
 from airflow_jobforge.config import parse_configuration
 from airflow_jobforge.config.jade import import_jade
+from airflow_jobforge.dag.render import render_config
 from airflow_jobforge.errors import ConfigError, JobForgeError
-from airflow_jobforge.rendering import render_config
 from airflow_jobforge.slurm.limits import (
     Reservations,
     SubmissionGate,
@@ -216,7 +216,7 @@ def test_jade_max_nodes_is_the_limit():
 
 
 def test_the_submit_task_gets_its_groups_limit_and_the_cluster_its_rate():
-    from airflow_jobforge.factory import build_dag
+    from airflow_jobforge.dag.factory import build_dag
 
     dag = build_dag(
         parse_configuration(limited(1)),
@@ -231,7 +231,7 @@ def test_the_submit_task_gets_its_groups_limit_and_the_cluster_its_rate():
 
 
 def test_a_bad_rate_is_refused_when_the_dag_is_built():
-    from airflow_jobforge.factory import build_dag
+    from airflow_jobforge.dag.factory import build_dag
 
     with pytest.raises(JobForgeError, match="submit_rate_limit"):
         build_dag(parse_configuration(limited(None)), "d", output_dir="/o", submit_rate_limit=0)

@@ -15,14 +15,14 @@ import pytest
 from airflow_jobforge.node import runner as runner_module
 from airflow_jobforge.node.runner import run_batch
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
-from airflow_jobforge.results import (
+from airflow_jobforge.rundir import (
     ResultRecord,
     ResultsWriter,
     collect_results,
     read_records,
     results_file,
 )
-from airflow_jobforge.results.events import read_events
+from airflow_jobforge.rundir.events import read_events
 
 
 def records(out: Path, batch: str = "b") -> list[ResultRecord]:

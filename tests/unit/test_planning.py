@@ -3,8 +3,8 @@ from __future__ import annotations
 import random
 
 from airflow_jobforge.config import JobConfiguration, parse_configuration
-from airflow_jobforge.graph import topological_order
-from airflow_jobforge.planning import BatchPlan, plan_batches
+from airflow_jobforge.config.graph import topological_order
+from airflow_jobforge.planning.planner import BatchPlan, plan_batches
 
 
 def config(jobs, groups=None) -> JobConfiguration:

@@ -6,7 +6,7 @@ import io
 import time
 
 from airflow_jobforge.embedded.progress import ProgressPrinter, progress_line, watching
-from airflow_jobforge.results import ResultRecord, ResultsWriter, results_file
+from airflow_jobforge.rundir import ResultRecord, ResultsWriter, results_file
 
 
 class Terminal(io.StringIO):

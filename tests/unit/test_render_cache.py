@@ -10,9 +10,9 @@ import pickle
 import pytest
 from airflow.serialization.serialized_objects import DagSerialization
 
-from airflow_jobforge import render_cache
-from airflow_jobforge.factory import load_dags
-from airflow_jobforge.render_cache import SUFFIX, render_file
+from airflow_jobforge.dag import render_cache
+from airflow_jobforge.dag.factory import load_dags
+from airflow_jobforge.dag.render_cache import SUFFIX, render_file
 
 CONFIG = {
     "jobs": [

@@ -13,8 +13,8 @@ from airflow_jobforge.config.models import JobConfiguration
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.local.direct import run_locally
 from airflow_jobforge.results.resubmit import OverrideError, resubmit_config
-from airflow_jobforge.results.rundir import MANIFEST
 from airflow_jobforge.results.show import load_run
+from airflow_jobforge.rundir.manifest import MANIFEST
 
 CONFIG = {
     "jobs": [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_jobforge.results import (
+from airflow_jobforge.rundir import (
     ResultRecord,
     results_table,
     summarize,

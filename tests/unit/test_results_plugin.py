@@ -15,7 +15,7 @@ from airflow_jobforge.config.models import JobConfiguration
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.local.direct import run_locally
 from airflow_jobforge.plugins import RESULTS_VIEW, URL_PREFIX, JobforgePlugin, rundata
-from airflow_jobforge.results.rundir import RunManifest, write_manifest
+from airflow_jobforge.rundir.manifest import RunManifest, write_manifest
 
 CONFIG = {
     "jobs": [

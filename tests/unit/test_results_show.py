@@ -12,10 +12,10 @@ from airflow_jobforge.cli.main import main
 from airflow_jobforge.config import dump_config, load_config
 from airflow_jobforge.config.models import JobConfiguration
 from airflow_jobforge.local.direct import run_locally
-from airflow_jobforge.results import ResultRecord, ResultsWriter, results_file
-from airflow_jobforge.results.events import BATCH_SUBMITTED, JOB_FAILED, EventLog
-from airflow_jobforge.results.rundir import MANIFEST
 from airflow_jobforge.results.show import human_bytes, load_run, monitor_peaks
+from airflow_jobforge.rundir import ResultRecord, ResultsWriter, results_file
+from airflow_jobforge.rundir.events import BATCH_SUBMITTED, JOB_FAILED, EventLog
+from airflow_jobforge.rundir.manifest import MANIFEST
 
 JOBS = [
     {"name": "prepare", "command": "echo preparing"},

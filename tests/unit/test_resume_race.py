@@ -12,11 +12,11 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_jobforge.config import SlurmParams
-from airflow_jobforge.execution import request_to_dict
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.plugins import JobforgePlugin, preload
-from airflow_jobforge.results import ResultRecord
+from airflow_jobforge.rundir import ResultRecord
 from airflow_jobforge.sensors.slurm import SlurmJobSensor
+from airflow_jobforge.slurm.request import request_to_dict
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.states import JobStatus, Outcome
 from airflow_jobforge.triggers.queue_slot import QueueSlotTrigger
@@ -159,7 +159,7 @@ def test_preloading_imports_what_a_task_imports():
     import sys
 
     preload.preload()
-    for name in ("airflow_jobforge.factory", "airflow_jobforge.sensors.slurm"):
+    for name in ("airflow_jobforge.dag.factory", "airflow_jobforge.sensors.slurm"):
         assert name in sys.modules
 
 

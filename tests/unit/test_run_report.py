@@ -6,7 +6,7 @@ from pathlib import Path
 
 from airflow_jobforge.embedded.logs import TaskFailure
 from airflow_jobforge.embedded.report import RunResult, format_report
-from airflow_jobforge.results import summarize
+from airflow_jobforge.rundir import summarize
 
 
 def failure(task_id: str, state: str = "failed", attempt: int = 1) -> TaskFailure:
@@ -41,7 +41,7 @@ def test_report_names_failed_batch_tasks_with_their_log_but_not_result_tasks(tmp
 
 
 def test_a_full_output_dir_is_said_once_in_the_summary_or_once_on_its_own(tmp_path):
-    from airflow_jobforge.results import ResultRecord
+    from airflow_jobforge.rundir import ResultRecord
 
     problem = f"No space left on device: {tmp_path}"
     base = dict(dag_run_id="r", state="failed", seconds=1.0, run_dir=tmp_path, local_output=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from airflow_jobforge.node.runner import run_batch
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
-from airflow_jobforge.results import ResultRecord, read_records, results_file
+from airflow_jobforge.rundir import ResultRecord, read_records, results_file
 
 
 def by_name(out: Path) -> dict[str, ResultRecord]:

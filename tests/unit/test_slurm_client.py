@@ -249,7 +249,7 @@ def test_async_client_runs_the_same_operations():
         return statuses, await c.tail_logs("/o/x.out", 5)
 
     statuses, tail = asyncio.run(go())
-    assert statuses["34"].outcome is Outcome.CANCELLED and tail == "last line\n"
+    assert statuses["34"].outcome is Outcome.CANCELED and tail == "last line\n"
     assert transport.calls[-1] == ("tail", "-n", "5", "--", "/o/x.out")
 
 

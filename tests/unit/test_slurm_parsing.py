@@ -41,7 +41,7 @@ def test_squeue_states_reasons_and_exit_codes():
         "31": (Outcome.SUCCEEDED, 0, None),
         "32": (Outcome.FAILED, 3, "NonZeroExitCode"),
         "33": (Outcome.FAILED, 128 + 9, "JobLaunchFailure"),
-        "34": (Outcome.CANCELLED, 128 + 15, None),
+        "34": (Outcome.CANCELED, 128 + 15, None),
         "35": (Outcome.RUNNING, None, None),
         "36": (Outcome.RUNNING, None, "BeginTime"),
         "38": (Outcome.RUNNING, None, "BeginTime"),  # requeued: pending again, not terminal
@@ -58,7 +58,7 @@ def test_sacct_states_and_exit_codes():
         "31": (Outcome.SUCCEEDED, 0),
         "32": (Outcome.FAILED, 3),
         "33": (Outcome.FAILED, 128 + 9),
-        "34": (Outcome.CANCELLED, 0),
+        "34": (Outcome.CANCELED, 0),
         "35": (Outcome.RETRYABLE, 0),
         "36": (Outcome.RUNNING, 0),
         "38": (Outcome.RUNNING, 0),
@@ -74,7 +74,7 @@ def test_exit_code_files_as_printed_by_grep():
     assert {i: s.outcome for i, s in got.items()} == {
         "1": Outcome.SUCCEEDED,
         "2": Outcome.FAILED,
-        "3": Outcome.CANCELLED,
+        "3": Outcome.CANCELED,
     }
 
 
@@ -94,13 +94,13 @@ ALL_STATES = {
     "PREEMPTED": Outcome.RETRYABLE,
     "COMPLETED": Outcome.SUCCEEDED,
     "FAILED": Outcome.FAILED,
-    "CANCELLED": Outcome.CANCELLED,
+    "CANCELLED": Outcome.CANCELED,
     "TIMEOUT": Outcome.FAILED,
     "OUT_OF_MEMORY": Outcome.FAILED,
     "NODE_FAIL": Outcome.RETRYABLE,
     "BOOT_FAIL": Outcome.RETRYABLE,
     "DEADLINE": Outcome.FAILED,
-    "REVOKED": Outcome.CANCELLED,
+    "REVOKED": Outcome.CANCELED,
     "SPECIAL_EXIT": Outcome.FAILED,
 }
 
@@ -111,9 +111,9 @@ def test_every_slurm_state_has_a_meaning(state, outcome):
     assert STATE_TABLE[state] is outcome
 
 
-def test_cancelled_by_uid_and_truncated_states_are_understood():
-    assert classify_state("CANCELLED by 1234") is Outcome.CANCELLED
-    assert classify_state("CANCELLED+") is Outcome.CANCELLED
+def test_canceled_by_uid_and_truncated_states_are_understood():
+    assert classify_state("CANCELLED by 1234") is Outcome.CANCELED
+    assert classify_state("CANCELLED+") is Outcome.CANCELED
 
 
 def test_an_unknown_state_is_never_success():

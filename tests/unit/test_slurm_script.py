@@ -8,7 +8,7 @@ import pytest
 from airflow_jobforge.config import ContainerParams, SlurmParams
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
-from airflow_jobforge.slurm.script import SubmitRequest, render
+from airflow_jobforge.slurm.script import SubmitRequest, sbatch_job
 
 BATCH = BatchSpec("cpu-0000", (JobSpec("a", "echo 'it''s' \"$HOME\" $(date)"),))
 
@@ -35,7 +35,7 @@ def test_every_slurm_param_becomes_one_validated_sbatch_option():
         constraint="a100&ib",
         extra=("--exclusive", "--mail-type=END"),
     )
-    argv = render(request(slurm=slurm)).argv
+    argv = sbatch_job(request(slurm=slurm)).argv
     assert argv[:6] == [
         "sbatch",
         "--parsable",
@@ -69,30 +69,30 @@ def test_a_params_object_built_without_validation_is_still_checked():
         partition="debug; touch /tmp/pwned", walltime="1:00:00", nodes=1, extra=()
     )
     with pytest.raises(ValueError, match="not a valid SLURM name"):
-        render(request(slurm=bad))
+        sbatch_job(request(slurm=bad))
 
 
 @pytest.mark.parametrize("tag", ["a b", "x;id", "$(id)", "", "a/b"])
 def test_tags_with_shell_or_path_characters_are_rejected(tag):
     with pytest.raises(JobForgeError, match="submission tag"):
-        render(request(tag=tag))
+        sbatch_job(request(tag=tag))
 
 
 @pytest.mark.parametrize("path", ["relative/out", "/out\nrm -rf /", "/a\x00b"])
 def test_output_dir_must_be_absolute_without_control_characters(path):
     with pytest.raises(JobForgeError, match="output directory"):
-        render(request(output_dir=path))
+        sbatch_job(request(output_dir=path))
 
 
 def test_script_carries_the_batch_file_verbatim_in_a_quoted_heredoc():
-    script = render(request()).script
+    script = sbatch_job(request()).script
     body = script.split("<<'JOBFORGE_BATCH_EOF'\n", 1)[1].split("\nJOBFORGE_BATCH_EOF\n", 1)[0]
     assert BatchSpec.from_dict(json.loads(body)) == BATCH
 
 
 def test_script_is_valid_bash_and_quotes_hostile_paths(tmp_path):
     hostile = "/tmp/o'; touch /tmp/pwned; echo '$(id)"
-    script = render(
+    script = sbatch_job(
         request(
             output_dir=hostile,
             pythonpath="/opt/x y",
@@ -107,7 +107,7 @@ def test_script_is_valid_bash_and_quotes_hostile_paths(tmp_path):
 
 
 def test_container_runtime_wraps_the_node_runner():
-    script = render(
+    script = sbatch_job(
         request(
             container=ContainerParams(image="/i.sif", runtime="singularity", exec_args=("--nv",))
         )
@@ -123,7 +123,7 @@ def test_rendered_script_runs_the_node_runner_and_writes_the_exit_file(tmp_path)
     out = tmp_path / "out dir"
     repo = Path(__file__).resolve().parents[2]
     batch = BatchSpec("b-0000", (JobSpec("ok", "true"), JobSpec("bad", "exit 5")))
-    script = render(
+    script = sbatch_job(
         request(batch=batch, output_dir=str(out), python=sys.executable, pythonpath=str(repo))
     ).script
     env = {"SLURM_JOB_ID": "77", "PATH": "/usr/bin:/bin"}
@@ -142,7 +142,7 @@ def test_an_output_dir_that_cannot_be_written_ends_the_batch_at_once_with_the_re
     blocker.write_text("")
     out = blocker / "out"
     fallback = tmp_path / "fallback"
-    script = render(request(output_dir=str(out), python="/nonexistent/python")).script
+    script = sbatch_job(request(output_dir=str(out), python="/nonexistent/python")).script
     env = {
         "SLURM_JOB_ID": "78",
         "PATH": "/usr/bin:/bin",

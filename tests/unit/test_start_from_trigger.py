@@ -14,7 +14,7 @@ from airflow.sdk.execution_time.xcom import XCom
 from airflow.serialization.serialized_objects import DagSerialization
 
 from airflow_jobforge.config import JobConfiguration
-from airflow_jobforge.factory import build_dag
+from airflow_jobforge.dag.factory import build_dag
 from airflow_jobforge.sensors.slurm import SlurmJobSensor
 from airflow_jobforge.slurm.states import JobStatus, Outcome
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger

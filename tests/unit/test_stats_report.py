@@ -20,12 +20,10 @@ from airflow_jobforge.config.models import (
     SubmissionGroup,
 )
 from airflow_jobforge.local.direct import run_locally
-from airflow_jobforge.results.efficiency import parse_sacct_usage
-from airflow_jobforge.results.records import ResultRecord, summarize
 from airflow_jobforge.results.report import (
     MAX_TIMELINE_ROWS,
     build_report,
-    render_report,
+    report_html,
     timeline_rows,
     write_report,
 )
@@ -38,6 +36,8 @@ from airflow_jobforge.results.stats import (
     slurm_jobs,
     stats_to_dict,
 )
+from airflow_jobforge.rundir.records import ResultRecord, summarize
+from airflow_jobforge.slurm.usage import parse_sacct_usage
 
 USAGE = Path(__file__).parent.parent / "fixtures" / "sacct_usage"
 # sbatch -c 2 --mem-per-cpu=100M: 6 s elapsed, 9.618 s CPU, MaxRSS 13004800
@@ -162,7 +162,7 @@ def test_slurm_jobs_come_from_the_slurm_files_too_so_a_killed_try_is_listed(tmp_
 
 def test_the_report_is_one_file_with_every_plot_and_nothing_fetched(run):
     stats = gather_stats(run, {"4515": MULTI})
-    page = render_report(stats)
+    page = report_html(stats)
     from plotly.offline import get_plotlyjs
 
     bundle = get_plotlyjs()
@@ -180,7 +180,7 @@ def test_a_report_without_sacct_or_monitor_data_says_so(tmp_path):
     record = ResultRecord("a", "finished", 0, 1.0, 100.0, 101.0, "g-0000")
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "g-0000.jsonl").write_text(record.to_json() + "\n")
-    page = render_report(gather_stats(tmp_path))
+    page = report_html(gather_stats(tmp_path))
     assert "No accounting data" in page and "No monitor samples in this run." in page
     assert 'id="job-timeline"' in page and 'id="node-cpu"' not in page
 
@@ -203,7 +203,7 @@ def test_a_100000_job_run_gives_a_usable_report_whose_timeline_keeps_every_failu
     assert len(rows) == MAX_TIMELINE_ROWS
     assert sum(not r.succeeded for r in rows) == 100
     started = time.monotonic()
-    page = render_report(stats)
+    page = report_html(stats)
     assert time.monotonic() - started < 30
     assert len(page) < 15_000_000
     assert f"{MAX_TIMELINE_ROWS} of 100000 jobs that ran" in page

@@ -14,10 +14,10 @@ from airflow_jobforge.triggers.slurm import SlurmJobTrigger
 
 class RecordingClient:
     def __init__(self) -> None:
-        self.cancelled: list[str] = []
+        self.canceled: list[str] = []
 
     async def cancel(self, ids: list[str]) -> None:
-        self.cancelled += ids
+        self.canceled += ids
 
     async def close(self) -> None:
         pass
@@ -38,7 +38,7 @@ def killed(monkeypatch, state: str | Exception | None) -> list[str]:
 
         monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(states))
     asyncio.run(trigger.on_kill())
-    return client.cancelled
+    return client.canceled
 
 
 @pytest.mark.parametrize("state", ["failed", "success", "scheduled", "up_for_retry"])
@@ -82,7 +82,7 @@ def test_a_kill_cut_short_by_the_triggerers_repeated_cancel_still_cancels_the_jo
         await asyncio.sleep(1.0)
 
     asyncio.run(scenario())
-    assert client.cancelled == ["42"]
+    assert client.canceled == ["42"]
 
 
 @pytest.mark.parametrize(
@@ -92,12 +92,12 @@ def test_a_poking_wait_cancels_on_a_users_kill_only_not_on_its_workers_shutdown(
     monkeypatch, state, cancels
 ):
     """Seen in the deployment: a worker's executor terminated its tasks, and the submit
-    task's on_kill cancelled the batch it had just submitted (its retry then adopted a
+    task's on_kill canceled the batch it had just submitted (its retry then adopted a
     CANCELLED job)."""
     from airflow_jobforge.sensors.slurm import SlurmJobSensor
 
-    cancelled: list[list[str]] = []
-    client = SimpleNamespace(cancel=cancelled.append, close=lambda: None)
+    canceled: list[list[str]] = []
+    client = SimpleNamespace(cancel=canceled.append, close=lambda: None)
     sensor = SlurmJobSensor(
         task_id="wait", submit_task_id="submit", cluster={"backend": "slurm"}, deferrable=False
     )
@@ -112,4 +112,4 @@ def test_a_poking_wait_cancels_on_a_users_kill_only_not_on_its_workers_shutdown(
 
     monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(states))
     sensor.on_kill()
-    assert cancelled == ([["42"]] if cancels else [])
+    assert canceled == ([["42"]] if cancels else [])

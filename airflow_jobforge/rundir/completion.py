@@ -1,7 +1,7 @@
 """Records for jobs that got none: nothing is lost, even when a batch never ran.
 
 A node runner records every job of a batch it ran, also when it is terminated. A batch that
-never started (cancelled while pending, refused at launch) or whose runner was SIGKILLed
+never started (canceled while pending, refused at launch) or whose runner was SIGKILLed
 leaves jobs without a record; whoever sees that batch end — the wait task, `jobforge
 cancel`, a user's kill — writes them here, into a file of its own per batch, so it never
 interleaves with a runner's writes.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
-from airflow_jobforge.results.records import RESULTS_DIR, ResultRecord, Status
+from airflow_jobforge.rundir.records import RESULTS_DIR, ResultRecord, Status
 
 
 def completion_file(run_dir: str, batch: str) -> str:

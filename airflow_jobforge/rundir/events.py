@@ -2,7 +2,7 @@
 
 Several writers on several hosts add to it: the node runner of every batch (started on node
 X, node setup failed, job failed, batch ended), the Airflow tasks (submitted, adopted,
-resubmitted, ended with SLURM state S, retry with more resources, cancelled by a user) and
+resubmitted, ended with SLURM state S, retry with more resources, canceled by a user) and
 `jobforge cancel`. O_APPEND is not atomic between hosts on NFS, so each writer has a file of
 its own under `<run dir>/events/`; the log is those files merged by time. Events are
 evidence for a person, never state a decision reads: writing one never raises.

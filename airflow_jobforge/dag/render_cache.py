@@ -35,8 +35,8 @@ from pathlib import Path
 
 import airflow_jobforge
 from airflow_jobforge.config import load_config
+from airflow_jobforge.dag.render import Render, render_config
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.rendering import Render, render_config
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,10 @@ SUFFIX = ".render.pickle"
 
 # The modules whose code decides a Render: a change to any of them changes every key.
 _SOURCES = (
-    "rendering.py",
-    "render_cache.py",
-    "planning.py",
-    "graph.py",
+    "dag/render.py",
+    "dag/render_cache.py",
+    "planning/planner.py",
+    "config/graph.py",
     "node/spec.py",
     "config/models.py",
     "config/fields.py",
@@ -59,7 +59,7 @@ _code_digest: str | None = None
 
 
 @dataclass(frozen=True)
-class Rendered:
+class FileRender:
     """What a config file renders to: a Render, or the one-line error of a broken config."""
 
     render: Render | None
@@ -105,7 +105,7 @@ def cache_key(path: str, content: bytes, job_tasks: bool | None) -> str:
     return digest.hexdigest()
 
 
-def render_file(path: str, *, job_tasks: bool | None = None, use_cache: bool = True) -> Rendered:
+def render_file(path: str, *, job_tasks: bool | None = None, use_cache: bool = True) -> FileRender:
     """The Render of the config file at `path`, from the cache when its entry is there."""
     directory = cache_dir() if use_cache else None
     if directory is None:
@@ -129,12 +129,12 @@ def render_file(path: str, *, job_tasks: bool | None = None, use_cache: bool = T
     return rendered
 
 
-def _render_fresh(path: str, job_tasks: bool | None) -> Rendered:
+def _render_fresh(path: str, job_tasks: bool | None) -> FileRender:
     try:
         config = load_config(path)
-        return Rendered(render_config(config, job_tasks=job_tasks, file=path, validated=True))
+        return FileRender(render_config(config, job_tasks=job_tasks, file=path, validated=True))
     except JobForgeError as exc:
-        return Rendered(None, exc.one_line())
+        return FileRender(None, exc.one_line())
 
 
 def _private_dir(directory: Path) -> bool:
@@ -147,7 +147,7 @@ def _private_dir(directory: Path) -> bool:
     return owner_ok and stat.S_ISDIR(info.st_mode) and not info.st_mode & 0o022
 
 
-def _read(directory: Path, entry: Path, key: str) -> Rendered | None:
+def _read(directory: Path, entry: Path, key: str) -> FileRender | None:
     if not _private_dir(directory):
         return None
     try:
@@ -155,7 +155,7 @@ def _read(directory: Path, entry: Path, key: str) -> Rendered | None:
             payload = pickle.load(handle)  # our own file in a directory only we can write
         if not isinstance(payload, dict) or payload.get("key") != key:
             raise ValueError("not this entry")
-        rendered = Rendered(payload["render"], payload["error"], cached=True)
+        rendered = FileRender(payload["render"], payload["error"], cached=True)
         if (rendered.render is None) == (rendered.error is None) or not (
             rendered.render is None or isinstance(rendered.render, Render)
         ):
@@ -168,7 +168,7 @@ def _read(directory: Path, entry: Path, key: str) -> Rendered | None:
         return None
 
 
-def _write(directory: Path, entry: Path, key: str, rendered: Rendered) -> None:
+def _write(directory: Path, entry: Path, key: str, rendered: FileRender) -> None:
     render = rendered.render
     if render is not None:  # names and specs pickled apart: see BatchRender.spec_data
         render = render.packed()

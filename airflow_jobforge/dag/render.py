@@ -19,7 +19,7 @@ from typing import Any
 
 from airflow_jobforge.config import JobConfiguration, ensure_valid
 from airflow_jobforge.errors import ConfigError, Problem
-from airflow_jobforge.planning import batch_spec, merge_arrays, plan_batches
+from airflow_jobforge.planning.planner import batch_spec, merge_arrays, plan_batches
 
 JOB_TASKS_AUTO_MAX = 100
 MAX_TASK_ID = 250

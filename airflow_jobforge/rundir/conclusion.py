@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_jobforge.results.records import ResultRecord
+from airflow_jobforge.rundir.records import ResultRecord
 
 TAIL_LINES = 30
 JOB_TAILS_ALL_MAX = 20

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,3 +103,8 @@ def _last_change(run_dir: Path) -> float:
         except OSError:
             continue
     return newest
+
+
+def safe_run_id(run_id: str) -> str:
+    """A run id as a directory name: 'manual__2026-01-01T00:00:00+00:00' keeps its meaning."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)

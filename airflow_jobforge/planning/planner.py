@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 
+from airflow_jobforge.config.graph import topological_order
 from airflow_jobforge.config.models import Job, JobConfiguration, SubmissionGroup
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.graph import topological_order
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
 
 

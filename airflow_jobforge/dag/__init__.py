@@ -1,0 +1,33 @@
+"""Config -> DAG: the pure render (`render`), its disk cache (`render_cache`), the options
+(`options`) and the Airflow factory (`factory`).
+
+The names DAG files use live here, one stable home: `from airflow_jobforge.dag import
+build_dag, load_dags, JobForgeTaskGroup, DagOptions`. They are loaded on first use (PEP 562):
+the render, the cache and the options are pure, and `jobforge` imports them before Airflow
+may be imported (its AIRFLOW_HOME is set first), so importing this package must not import
+Airflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DagOptions": "airflow_jobforge.dag.options",
+    "dag_id_for": "airflow_jobforge.dag.options",
+    "JobForgeTaskGroup": "airflow_jobforge.dag.factory",
+    "build_dag": "airflow_jobforge.dag.factory",
+    "build_render_dag": "airflow_jobforge.dag.factory",
+    "config_errors": "airflow_jobforge.dag.factory",
+    "load_dags": "airflow_jobforge.dag.factory",
+    "raise_config_errors": "airflow_jobforge.dag.factory",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,0 +1,92 @@
+"""A submit request as task data: the submit task hands it to its wait and result tasks (XCom)
+and, slimmed to job names, to the trigger that waits for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_jobforge.config.models import ContainerParams, SlurmParams
+from airflow_jobforge.errors import JobForgeError
+from airflow_jobforge.node.spec import BatchSpec, restrict_batch
+from airflow_jobforge.slurm.script import SubmitRequest
+
+
+def request_to_dict(request: SubmitRequest) -> dict[str, Any]:
+    """A SubmitRequest as XCom-safe JSON data, so a later task can resubmit it."""
+    return {
+        "tag": request.tag,
+        "batch": request.batch.to_dict(),
+        "slurm": request.slurm.model_dump(mode="json"),
+        "output_dir": request.output_dir,
+        "container": request.container.model_dump(mode="json") if request.container else None,
+        "python": request.python,
+        "pythonpath": request.pythonpath,
+        "workdir": request.workdir,
+        "array": request.array,
+        "array_throttle": request.array_throttle,
+    }
+
+
+def request_from_dict(data: Mapping[str, Any]) -> SubmitRequest:
+    container = data.get("container")
+    return SubmitRequest(
+        tag=data["tag"],
+        batch=BatchSpec.from_dict(dict(data["batch"])),
+        slurm=SlurmParams.model_validate(data["slurm"]),
+        output_dir=data["output_dir"],
+        container=ContainerParams.model_validate(container) if container else None,
+        python=data.get("python") or "python3",
+        pythonpath=data.get("pythonpath"),
+        workdir=data.get("workdir"),
+        array=bool(data.get("array")),
+        array_throttle=data.get("array_throttle"),
+    )
+
+
+def slim_request(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A request for a trigger's kwargs: its batch's jobs by name only.
+
+    The triggerer passes every trigger's kwargs through a pipe to its runner: 100 waits
+    each carrying a 1,000-job batch spec (15 MB) deadlocked Airflow 3.3's triggerer (its
+    supervisor blocked writing to the runner while the runner blocked writing logs). The
+    full spec stays in the submit task's XCom; `restore_request` puts it back."""
+    batch = dict(request["batch"])
+    batch["job_names"] = [job["name"] for job in batch.pop("jobs")]
+    return {**request, "batch": batch}
+
+
+def slim_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """A submitted job's XCom as a trigger's echo: its request `slim_request`ed, unless it
+    has none or already is (the submit task pushes it slim)."""
+    request = job.get("request")
+    if not request or "jobs" not in request.get("batch", {}):
+        return dict(job)
+    return {**job, "request": slim_request(request)}
+
+
+def restore_request(
+    request: Mapping[str, Any], full_batch: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """`slim_request` undone with the batch's full spec (the batch the slim one names is
+    that spec restricted to its jobs)."""
+    batch = request["batch"]
+    if "job_names" not in batch:
+        return dict(request)
+    full_batch = full_batch or {}
+    if "jobs" not in full_batch:
+        raise JobForgeError(
+            f"batch {batch['batch']}: its jobs' specs are neither in the DAG nor in the submit "
+            "task's XCom (give the wait and result tasks the batch spec, as the factory does)"
+        )
+    full = BatchSpec.from_dict(dict(full_batch))
+    spec = restrict_batch(full, batch["job_names"], batch["batch"])
+    return {**request, "batch": spec.to_dict()}
+
+
+def job_names_of(batch: Mapping[str, Any]) -> list[str]:
+    """The job names of a batch spec dict, full or slim."""
+    if "job_names" in batch:
+        return list(batch["job_names"])
+    return [job["name"] for job in batch.get("jobs", ())]
