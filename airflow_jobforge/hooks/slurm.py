@@ -15,6 +15,7 @@ from airflow.sdk import BaseHook
 
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.slurm.limits import SubmissionGate, check_rate
+from airflow_jobforge.slurm.protocol import AsyncBatchClient, BatchClient
 
 Backend = Literal["local", "slurm"]
 
@@ -112,8 +113,11 @@ class SlurmHook(BaseHook):
         hook.settings = settings.resolved()
         return hook
 
-    def get_client(self) -> Any:
-        """SlurmClient (local CLI or SSH) or LocalClient, all with the same interface."""
+    def get_client(self) -> BatchClient:
+        """SlurmClient (local CLI or SSH) or LocalClient, all with the same interface.
+
+        The implementations are imported on demand: a task on the local backend does not
+        load the SSH provider, nor a SLURM task the local backend."""
         if self.settings.backend == "local":
             from airflow_jobforge.local.backend import LocalClient
 
@@ -128,7 +132,7 @@ class SlurmHook(BaseHook):
 
         return SlurmClient(LocalTransport())
 
-    def get_async_client(self) -> Any:
+    def get_async_client(self) -> AsyncBatchClient:
         if self.settings.backend == "local":
             from airflow_jobforge.local.backend import AsyncLocalClient
 

@@ -18,7 +18,7 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from airflow_jobforge.rundir import (
@@ -203,6 +203,14 @@ class LocalClient:
             if job_id and pid is not None and _alive(pid):
                 jobs.append(QueuedJob(job_id, name, "RUNNING"))
         return jobs
+
+    def job_nodes(self, job_id: str, states: Collection[str] | None = None) -> list[str]:
+        """A local batch runs on this host, no SLURM node: nothing a resubmission could
+        exclude (and NODE_FAIL, which asks, never happens here)."""
+        return []
+
+    def partition_nodes(self, partition: str | None) -> list[str]:
+        return []
 
     def append_text(self, path: str, text: str) -> None:
         target = Path(path)

@@ -11,6 +11,7 @@ from airflow_jobforge.operators.attempts import Attempt, attempt
 from airflow_jobforge.planning.selection import Selection, rerun_kinds
 from airflow_jobforge.rundir.events import Event, event_text, events_file
 from airflow_jobforge.rundir.manifest import safe_run_id
+from airflow_jobforge.slurm.protocol import BatchClient
 from airflow_jobforge.slurm.tags import run_key
 
 # Infrastructure errors (API server, SSH or the SLURM controller unreachable) are retried
@@ -47,7 +48,9 @@ class ClusterMixin:
     def hook(self) -> SlurmHook:
         return SlurmHook.from_settings(ClusterSettings(**self.cluster))
 
-    def selection(self, context: Any, base_output_dir: str, client: Any = None) -> Selection:
+    def selection(
+        self, context: Any, base_output_dir: str, client: BatchClient | None = None
+    ) -> Selection:
         """`run_selection` with a client of its own when none is given; a bad `rerun_of`
         fails the task for good (a retry would not make it right)."""
         if not context["params"].get("rerun_of"):
@@ -119,7 +122,7 @@ def run_output_dir(base: str, context: Any) -> str:
     return f"{base.rstrip('/')}/{safe_run_id(context['run_id'])}"
 
 
-def run_selection(context: Any, base_output_dir: str, client: Any) -> Selection:
+def run_selection(context: Any, base_output_dir: str, client: BatchClient | None) -> Selection:
     """The jobs this DAG run runs: those the `jobs` param selects and, with `rerun_of`, only
     those that did not succeed in that earlier run (its `rerun` outcomes).
 
@@ -140,7 +143,9 @@ def run_selection(context: Any, base_output_dir: str, client: Any) -> Selection:
     return Selection(patterns, earlier, kinds)
 
 
-def emit_events(client: Any, run_dir: str, source: str, events: list[Event], log: Any) -> None:
+def emit_events(
+    client: BatchClient, run_dir: str, source: str, events: list[Event], log: Any
+) -> None:
     """Add to the run's event log (`events/<source>.jsonl`, on the cluster). Events are
     evidence, not state: a failure to write one is logged, never raised."""
     try:

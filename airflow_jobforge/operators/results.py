@@ -34,6 +34,7 @@ from airflow_jobforge.rundir.conclusion import (
     records_from_xcom,
 )
 from airflow_jobforge.rundir.manifest import RunManifest, manifest_path
+from airflow_jobforge.slurm.protocol import BatchClient
 from airflow_jobforge.slurm.request import request_from_dict, restore_request
 from airflow_jobforge.slurm.tags import rerun_names
 from airflow_jobforge.triggers.resume import not_before
@@ -177,7 +178,7 @@ class Pushed:
 
     records: dict[str, ResultRecord]
     tails: dict[str, str]
-    client: Any = None
+    client: BatchClient | None = None
 
     def tail(self, run_dir: str, name: str, suffix: str) -> str:
         path = job_output_path(run_dir, name, suffix)
@@ -324,7 +325,7 @@ class RunSummaryOperator(_ResultBase):
         ).get(run_id, {})
         return sorted(t for t, state in states.items() if state in RED and t != self.task_id)
 
-    def _write_report(self, run_dir: str, client: Any) -> dict[str, ResultRecord] | None:
+    def _write_report(self, run_dir: str, client: BatchClient) -> dict[str, ResultRecord] | None:
         """Counts and efficiency (sacct) in the log, `report.html` with the plots in the run
         dir. Where the run dir is on the cluster only (SSH without a shared file system) the
         report is left to `jobforge stats RUN_DIR --html` there. Never fails the summary.

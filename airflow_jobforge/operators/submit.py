@@ -26,6 +26,7 @@ from airflow_jobforge.planning.selection import drop_unselected_blockers
 from airflow_jobforge.rundir.events import BATCH_ADOPTED, BATCH_SUBMITTED, Event
 from airflow_jobforge.slurm.client import SubmittedJob, is_rejection
 from airflow_jobforge.slurm.limits import batch_group, count_group_jobs, group_prefix
+from airflow_jobforge.slurm.protocol import BatchClient
 from airflow_jobforge.slurm.request import request_to_dict, slim_request
 from airflow_jobforge.slurm.resources import apply_overrides
 from airflow_jobforge.slurm.script import JOB_NAME_PREFIX, SubmitRequest
@@ -90,11 +91,11 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
         self.cluster = cluster
         self.container = container
         self.workdir = workdir
-        self._client: Any = None
+        self._client: BatchClient | None = None
         self._task_key: tuple[str, str, str] | None = None
         self._job: SubmittedJob | None = None
 
-    def build_request(self, context: Any, client: Any) -> SubmitRequest:
+    def build_request(self, context: Any, client: BatchClient) -> SubmitRequest:
         params = context["params"]
         spec = BatchSpec.from_dict(self.batch)
         selection = self.selection(context, self.output_dir, client)
@@ -180,7 +181,7 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
         return self.execute(context)
 
     def _submit_within_limits(
-        self, client: Any, request: SubmitRequest, context: Any
+        self, client: BatchClient, request: SubmitRequest, context: Any
     ) -> SubmittedJob:
         """sbatch through the cluster's submission gate; at the group's limit, defer."""
         settings = self.settings
@@ -219,7 +220,9 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
         )
         raise AssertionError("unreachable: defer raises")
 
-    def _adopt(self, client: Any, request: SubmitRequest, context: Any) -> SubmittedJob | None:
+    def _adopt(
+        self, client: BatchClient, request: SubmitRequest, context: Any
+    ) -> SubmittedJob | None:
         tries = context_attempt(context, self.retries)
         key, batch = context_run_key(context), request.batch.batch
         candidates = [(request.tag, True)]

@@ -86,19 +86,6 @@ class Event:
         return f"{stamp}  {self.type:<20} {where}  {self.message}".rstrip()
 
 
-def batch_ended_event(batch: str, hpc_job_id: str | None, status: Any) -> Event:
-    """`batch_ended` from a SLURM `JobStatus`: its state, reason and exit code."""
-    from airflow_jobforge.slurm.states import normalize_state
-
-    return Event(
-        BATCH_ENDED,
-        batch=batch,
-        hpc_job_id=hpc_job_id,
-        message=ended_summary(hpc_job_id, status.state, status.reason),
-        data={"state": normalize_state(status.state), "exit_code": status.exit_code},
-    )
-
-
 def ended_summary(hpc_job_id: str | None, state: str, reason: str | None) -> str:
     return f"SLURM job {hpc_job_id} ended {state}" + (f" ({reason})" if reason else "")
 

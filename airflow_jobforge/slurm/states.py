@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from airflow_jobforge.rundir.events import BATCH_ENDED, Event, ended_summary
+
 
 class Outcome(str, Enum):
     RUNNING = "running"  # not terminal: pending, running, requeued, suspended, ...
@@ -130,4 +132,15 @@ def aggregate_array(job_id: str, tasks: list[JobStatus]) -> JobStatus:
         exit_code=exit_code,
         reason=f"{summary}" + (f"; {worst.reason}" if worst.reason else ""),
         source=worst.source,
+    )
+
+
+def batch_ended_event(batch: str, hpc_job_id: str | None, status: JobStatus) -> Event:
+    """`batch_ended` for the run's event log: the job's state, reason and exit code."""
+    return Event(
+        BATCH_ENDED,
+        batch=batch,
+        hpc_job_id=hpc_job_id,
+        message=ended_summary(hpc_job_id, status.state, status.reason),
+        data={"state": normalize_state(status.state), "exit_code": status.exit_code},
     )

@@ -21,9 +21,9 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
 
 from airflow_jobforge.slurm.client import GRACE_S, StatusTracker
+from airflow_jobforge.slurm.protocol import AsyncBatchClient
 from airflow_jobforge.slurm.states import JobStatus
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class SharedPoller:
 
     def __init__(
         self,
-        client: Any,
+        client: AsyncBatchClient,
         min_interval: float = 2.0,
         max_interval: float = 10.0,
         grace_s: float = GRACE_S,

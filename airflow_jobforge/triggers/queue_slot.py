@@ -21,6 +21,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
 from airflow_jobforge.slurm.limits import Reservations, admitted, group_pattern
+from airflow_jobforge.slurm.protocol import AsyncBatchClient
 from airflow_jobforge.slurm.script import JOB_NAME_PREFIX
 from airflow_jobforge.triggers.resume import hold
 
@@ -30,7 +31,7 @@ class _Listing:
     """One cluster's queued job names, refreshed at most once per `max_age` for all waiters;
     and, per (run, group), who waits and who was let through."""
 
-    client: Any
+    client: AsyncBatchClient
     at: float = float("-inf")
     names: tuple[str, ...] = ()
     users: int = 0

@@ -22,13 +22,13 @@ from airflow_jobforge.rundir.conclusion import TAIL_LINES, Conclusion, job_tail_
 from airflow_jobforge.rundir.events import (
     CANCELED_BY_USER,
     Event,
-    batch_ended_event,
     event_text,
     events_file,
 )
 from airflow_jobforge.slurm.client import GRACE_S
+from airflow_jobforge.slurm.protocol import AsyncBatchClient
 from airflow_jobforge.slurm.request import job_names_of, slim_job
-from airflow_jobforge.slurm.states import JobStatus
+from airflow_jobforge.slurm.states import JobStatus, batch_ended_event
 from airflow_jobforge.triggers.poller import SharedPoller
 from airflow_jobforge.triggers.resume import hold
 
@@ -180,7 +180,7 @@ class SlurmJobTrigger(BaseTrigger):
         self.log.info("waiting for SLURM job %s (stdout %s)", self.job_id, submitted.get("stdout"))
         return None
 
-    async def _conclude(self, client: Any, status: JobStatus) -> Conclusion | None:
+    async def _conclude(self, client: AsyncBatchClient, status: JobStatus) -> Conclusion | None:
         """The batch's records, log tails and `batch_ended` event, through the poller's open
         connection (results/conclusion.py says why); None when this is no batch's wait or
         it fails (the wait task then fetches them itself)."""
@@ -241,7 +241,7 @@ class SlurmJobTrigger(BaseTrigger):
             self.log.exception("SLURM job %s: cancelling failed", self.job_id)
             raise
 
-    async def _record_cancel(self, client: Any) -> None:
+    async def _record_cancel(self, client: AsyncBatchClient) -> None:
         """Nothing is lost: the batch's jobs without a record (it was pending, or they had
         not started) are recorded canceled, and the event log says a user canceled it. A
         running batch's runner records its own jobs on SIGTERM, later, and its records win."""
