@@ -32,6 +32,7 @@ from airflow_jobforge.dag.render_cache import render_file
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.hooks.slurm import ClusterSettings
 from airflow_jobforge.operators.command import JobForgeCommandOperator
+from airflow_jobforge.operators.config_error import ConfigErrorOperator
 from airflow_jobforge.operators.post_process import JobPostProcessOperator
 from airflow_jobforge.operators.results import (
     BatchResultOperator,
@@ -522,8 +523,6 @@ def raise_config_errors(
 
 
 def _broken_dag(dag_id: str, path: str, error: str) -> DAG:
-    from airflow_jobforge.operators.config_error import ConfigErrorOperator
-
     first_line = error.splitlines()[0]
     with DAG(
         dag_id,

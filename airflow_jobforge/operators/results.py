@@ -25,6 +25,8 @@ from airflow_jobforge.operators.base import (
     run_output_dir,
     with_infra_retries,
 )
+from airflow_jobforge.results.report import write_report
+from airflow_jobforge.results.stats import format_stats, gather_stats, run_job_ids, write_efficiency
 from airflow_jobforge.rundir import ResultRecord, job_state, summarize
 from airflow_jobforge.rundir.conclusion import (
     MAX_FAILED_TAILS,
@@ -34,6 +36,7 @@ from airflow_jobforge.rundir.conclusion import (
     records_from_xcom,
 )
 from airflow_jobforge.rundir.manifest import RunManifest, manifest_path
+from airflow_jobforge.rundir.records import collect_results
 from airflow_jobforge.slurm.protocol import BatchClient
 from airflow_jobforge.slurm.request import request_from_dict, restore_request
 from airflow_jobforge.slurm.tags import rerun_names
@@ -339,15 +342,6 @@ class RunSummaryOperator(_ResultBase):
                 run_dir,
             )
             return None
-        from airflow_jobforge.results.report import write_report
-        from airflow_jobforge.results.stats import (
-            format_stats,
-            gather_stats,
-            run_job_ids,
-            write_efficiency,
-        )
-        from airflow_jobforge.rundir.records import collect_results
-
         records = None
         try:
             records = collect_results(run_dir)
