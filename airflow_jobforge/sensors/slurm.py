@@ -54,6 +54,7 @@ from airflow_jobforge.rundir.events import (
 )
 from airflow_jobforge.slurm.client import GRACE_S, StatusTracker, SubmittedJob
 from airflow_jobforge.slurm.nodelist import NODE_FAILURE_STATES, excluding
+from airflow_jobforge.slurm.protocol import BatchClient
 from airflow_jobforge.slurm.request import (
     request_from_dict,
     request_to_dict,
@@ -128,7 +129,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         self.grace_s = grace_s
         self._job: dict[str, Any] | None = None
         self._tracker: StatusTracker | None = None
-        self._records_client: Any = None
+        self._records_client: BatchClient | None = None
         self._task_key: tuple[str, str, str] | None = None
         if deferrable and start_from_trigger:
             self.start_from_trigger = True
@@ -182,67 +183,100 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             return submitted
         client = self.hook.get_client()
         try:
-            request = request_from_dict(submitted["request"])
-            key, batch = context_run_key(context), request.batch.batch
-            own = submit_tag(key, batch, try_number, "w")
-            found = client.find(own)
-            if found is not None:  # this try already resubmitted before a restart
-                return self._info(found, own, submitted)
-            previous, resubmits = self._latest(client, context, submitted, try_number)
-            status = client.status(
-                [previous["job_id"]], {previous["job_id"]: previous["exit_file"]}
-            )[previous["job_id"]]
-            # A job accounting knows but the controller lost: the previous try waited out the
-            # grace for it (that is why this try runs), so it is gone; resubmit.
-            lost = status.outcome is Outcome.UNKNOWN and status.source == "sacct"
-            if not lost and status.source != "exit_file":
-                # A controller that lost its state hands the lost ids out again: the id
-                # must still carry our job's name (its tag), else ours is gone. Where the
-                # controller knows the id, only its queue says whose it is now: accounting
-                # still holds our lost job under that id (seen in CI: another batch's
-                # resubmission got the id, and this wait adopted it).
-                tag = previous["job_name"].removeprefix(JOB_NAME_PREFIX)
-                deep = status.source != "squeue"
-                lost = client.find(tag, deep=deep) != previous["job_id"]
-            if status.outcome is not Outcome.RETRYABLE and not lost:
-                return previous  # still running (adopt it) or a final outcome to report
-            if resubmits >= self.max_resubmits:
-                self._complete_records(client, previous, status.state)
-                raise AirflowFailException(
-                    f"batch {batch} ended {status.state} after {resubmits} "
-                    "resubmission(s): not resubmitted again"
-                )
-            request = replace(request_from_dict(previous["request"]), tag=own)
-            request, excluded = self._without_failed_nodes(
-                client, request, previous["job_id"], status.state
-            )
-            job = self.settings.gate().submit(lambda: client.submit(request, adopt=False))
-            self.log.info(
-                "resubmitted batch %s after %s as SLURM job %s%s",
-                batch,
-                status.state,
-                job.job_id,
-                f", excluding node(s) {','.join(excluded)}" if excluded else "",
-            )
-            info = {**job_info(job, request_to_dict(request)), "attempt": previous.get("attempt")}
-            self._event(
-                client,
-                info,
-                BATCH_RESUBMITTED,
-                f"after {status.state} of SLURM job {previous['job_id']}"
-                + (f", excluding node(s) {','.join(excluded)}" if excluded else ""),
-                {
-                    "previous_job_id": previous["job_id"],
-                    "state": status.state,
-                    "excluded_nodes": excluded,
-                },
-            )
-            return info
+            return self._job_of_later_try(client, context, submitted, try_number)
         finally:
             client.close()
 
+    def _job_of_later_try(
+        self, client: BatchClient, context: Any, submitted: dict[str, Any], try_number: int
+    ) -> dict[str, Any]:
+        """A retry or a restart of the wait: its own resubmission when a restart of this try
+        finds one (never a second one), else the newest job of earlier tries, adopted while it
+        is ours and has not ended retryable, else resubmitted."""
+        request = request_from_dict(submitted["request"])
+        key, batch = context_run_key(context), request.batch.batch
+        own = submit_tag(key, batch, try_number, "w")
+        found = client.find(own)
+        if found is not None:  # this try already resubmitted before a restart
+            return self._info(found, own, submitted)
+        previous, resubmits = self._latest(client, context, submitted, try_number)
+        status = _status_query(client, previous)[previous["job_id"]]
+        lost = _lost(client, previous, status)
+        if status.outcome is not Outcome.RETRYABLE and not lost:
+            return previous  # still running (adopt it) or a final outcome to report
+        self._fail_if_no_resubmit_left(client, previous, status, resubmits, batch)
+        return self._resubmit(client, previous, status, own, batch)
+
+    def _fail_if_no_resubmit_left(
+        self,
+        client: BatchClient,
+        previous: dict[str, Any],
+        status: JobStatus,
+        resubmits: int,
+        batch: str,
+    ) -> None:
+        """Fails the wait, without retries, once `max_resubmits` resubmissions were spent: a
+        batch whose nodes keep failing is not resubmitted for ever. Its jobs without a result
+        record get one first, so that the result tasks lose none."""
+        if resubmits >= self.max_resubmits:
+            self._complete_records(client, previous, status.state)
+            raise AirflowFailException(
+                f"batch {batch} ended {status.state} after {resubmits} "
+                "resubmission(s): not resubmitted again"
+            )
+
+    def _resubmit(
+        self,
+        client: BatchClient,
+        previous: dict[str, Any],
+        status: JobStatus,
+        own: str,
+        batch: str,
+    ) -> dict[str, Any]:
+        """The previous job's request (its limits, raised or not) again under this try's own
+        tag `w<try>`, which a restart of this try finds and adopts, away from the nodes that
+        failed it. Submitted without looking for that tag first: `find` just said there is
+        no such job."""
+        request = replace(request_from_dict(previous["request"]), tag=own)
+        request, excluded = self._without_failed_nodes(
+            client, request, previous["job_id"], status.state
+        )
+        job = self.settings.gate().submit(lambda: client.submit(request, adopt=False))
+        self.log.info(
+            "resubmitted batch %s after %s as SLURM job %s%s",
+            batch,
+            status.state,
+            job.job_id,
+            _excluding_note(excluded),
+        )
+        info = {**job_info(job, request_to_dict(request)), "attempt": previous.get("attempt")}
+        self._resubmitted_event(client, info, previous, status, excluded)
+        return info
+
+    def _resubmitted_event(
+        self,
+        client: BatchClient,
+        info: dict[str, Any],
+        previous: dict[str, Any],
+        status: JobStatus,
+        excluded: list[str],
+    ) -> None:
+        """The run's event log says which job replaced which, after what, and which nodes
+        it avoids: the evidence when a batch ran more than once."""
+        self._event(
+            client,
+            info,
+            BATCH_RESUBMITTED,
+            f"after {status.state} of SLURM job {previous['job_id']}" + _excluding_note(excluded),
+            {
+                "previous_job_id": previous["job_id"],
+                "state": status.state,
+                "excluded_nodes": excluded,
+            },
+        )
+
     def _without_failed_nodes(
-        self, client: Any, request: SubmitRequest, job_id: str, state: str
+        self, client: BatchClient, request: SubmitRequest, job_id: str, state: str
     ) -> tuple[SubmitRequest, list[str]]:
         """After NODE_FAIL / BOOT_FAIL, the request with `--exclude` naming the failed job's
         nodes (slurm/nodelist.py says why), and those nodes; unchanged after other states, or
@@ -259,7 +293,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         return replace(request, slurm=slurm), excluded
 
     def _latest(
-        self, client: Any, context: Any, submitted: dict[str, Any], try_number: int
+        self, client: BatchClient, context: Any, submitted: dict[str, Any], try_number: int
     ) -> tuple[dict[str, Any], int]:
         """The newest job of this batch that earlier tries started (their NODE_FAIL
         resubmissions `w<try>` and retries with more resources `t<try>m<n>`), and how many
@@ -349,7 +383,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         """One status query for the job, through a client of its own."""
         client = self.hook.get_client()
         try:
-            return client.status([job["job_id"]], {job["job_id"]: job["exit_file"]})
+            return _status_query(client, job)
         finally:
             client.close()
 
@@ -466,7 +500,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         """The wait's verdict. With the trigger's `conclusion` (records, tails, event already
         written) it logs in nowhere unless records must be completed; the records go to XCom
         (`records`) for the result tasks, whatever the verdict."""
-        client = None
+        client: BatchClient | None = None
         if conclusion is None:
             client = self.hook.get_client()
             paths = [job["stdout"], job["stderr"]]
@@ -527,7 +561,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     # --- records and events ----------------------------------------------------------------
     def _complete_records(
         self,
-        client: Any,
+        client: BatchClient | None,
         job: dict[str, Any],
         state: str,
         conclusion: Conclusion | None = None,
@@ -545,12 +579,16 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             self._records_client = None
 
     def _completed(
-        self, client: Any, job: dict[str, Any], state: str, conclusion: Conclusion | None
+        self,
+        client: BatchClient | None,
+        job: dict[str, Any],
+        state: str,
+        conclusion: Conclusion | None,
     ) -> dict[str, ResultRecord] | None:
         request = request_from_dict(job["request"])
         self._records_client = None
 
-        def connect() -> Any:
+        def connect() -> BatchClient:
             if client is not None:
                 return client
             self._records_client = self._records_client or self.hook.get_client()
@@ -597,7 +635,12 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         return records
 
     def _event(
-        self, client: Any, job: dict[str, Any], type: str, message: str, data: dict[str, Any]
+        self,
+        client: BatchClient,
+        job: dict[str, Any],
+        type: str,
+        message: str,
+        data: dict[str, Any],
     ) -> None:
         request = job.get("request") or {}
         batch = (request.get("batch") or {}).get("batch")
@@ -630,3 +673,40 @@ def _limit_change(old: SubmitRequest, new: SubmitRequest) -> str:
         if getattr(old.slurm, field) != getattr(new.slurm, field)
     ]
     return ", ".join(parts) or "the same limits"
+
+
+def _status_query(client: BatchClient, job: dict[str, Any]) -> dict[str, JobStatus]:
+    """One status query for the job; its exit file lets a job that ended answer without
+    asking SLURM."""
+    return client.status([job["job_id"]], {job["job_id"]: job["exit_file"]})
+
+
+def _lost(client: BatchClient, previous: dict[str, Any], status: JobStatus) -> bool:
+    """Whether the previous job is gone, though its status may say it runs: the controller
+    lost it, or handed its id to another job. Its exit file is the job's own: not lost."""
+    # A job accounting knows but the controller lost: the previous try waited out the
+    # grace for it (that is why this try runs), so it is gone; resubmit.
+    if status.outcome is Outcome.UNKNOWN and status.source == "sacct":
+        return True
+    if status.source == "exit_file":
+        return False
+    return _id_reused(client, previous, status)
+
+
+def _id_reused(client: BatchClient, previous: dict[str, Any], status: JobStatus) -> bool:
+    """Whether the previous job's id now names another job (a lost job's id handed out
+    again), asked of the source that answered for the id."""
+    # A controller that lost its state hands the lost ids out again: the id
+    # must still carry our job's name (its tag), else ours is gone. Where the
+    # controller knows the id, only its queue says whose it is now: accounting
+    # still holds our lost job under that id (seen in CI: another batch's
+    # resubmission got the id, and this wait adopted it).
+    tag = previous["job_name"].removeprefix(JOB_NAME_PREFIX)
+    deep = status.source != "squeue"
+    return client.find(tag, deep=deep) != previous["job_id"]
+
+
+def _excluding_note(excluded: list[str]) -> str:
+    """', excluding node(s) n1,n2' after a resubmission's log line and event message;
+    nothing when no node was excluded."""
+    return f", excluding node(s) {','.join(excluded)}" if excluded else ""
