@@ -11,7 +11,9 @@ from airflow_jobforge.operators.attempts import Attempt, attempt
 from airflow_jobforge.planning.selection import Selection, rerun_kinds
 from airflow_jobforge.rundir.events import Event, event_text, events_file
 from airflow_jobforge.rundir.manifest import safe_run_id
+from airflow_jobforge.slurm.client import SubmittedJob
 from airflow_jobforge.slurm.protocol import BatchClient
+from airflow_jobforge.slurm.request import RequestData, SubmittedData
 from airflow_jobforge.slurm.tags import run_key
 
 # Infrastructure errors (API server, SSH or the SLURM controller unreachable) are retried
@@ -154,7 +156,7 @@ def emit_events(
         log.warning("event log %s not written: %s", run_dir, exc)
 
 
-def job_info(job: Any, request: dict[str, Any] | None = None) -> dict[str, Any]:
+def job_info(job: SubmittedJob, request: RequestData | None = None) -> SubmittedData:
     """XCom form of a SubmittedJob (what sensors and result tasks pull)."""
     return {
         "job_id": job.job_id,

@@ -27,7 +27,7 @@ from airflow_jobforge.rundir.events import BATCH_ADOPTED, BATCH_SUBMITTED, Event
 from airflow_jobforge.slurm.client import SubmittedJob, is_rejection
 from airflow_jobforge.slurm.limits import batch_group, count_group_jobs, group_prefix
 from airflow_jobforge.slurm.protocol import BatchClient
-from airflow_jobforge.slurm.request import request_to_dict, slim_request
+from airflow_jobforge.slurm.request import SubmittedData, request_to_dict, slim_request
 from airflow_jobforge.slurm.resources import apply_overrides
 from airflow_jobforge.slurm.script import JOB_NAME_PREFIX, SubmitRequest
 from airflow_jobforge.slurm.states import Outcome
@@ -123,11 +123,11 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
             python=settings.python,
             pythonpath=settings.pythonpath,
             workdir=self.workdir,
-            array=self.array and getattr(client, "supports_arrays", False),
+            array=self.array and client.supports_arrays,
             array_throttle=self.array_throttle,
         )
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any) -> SubmittedData:
         self._task_key = task_key(context)
         self._client = client = self.hook.get_client()
         try:

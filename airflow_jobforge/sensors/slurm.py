@@ -56,6 +56,7 @@ from airflow_jobforge.slurm.client import GRACE_S, StatusTracker, SubmittedJob
 from airflow_jobforge.slurm.nodelist import NODE_FAILURE_STATES, excluding
 from airflow_jobforge.slurm.protocol import BatchClient
 from airflow_jobforge.slurm.request import (
+    SubmittedData,
     request_from_dict,
     request_to_dict,
     restore_request,
@@ -127,7 +128,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.grace_s = grace_s
-        self._job: dict[str, Any] | None = None
+        self._job: SubmittedData | None = None
         self._tracker: StatusTracker | None = None
         self._records_client: BatchClient | None = None
         self._task_key: tuple[str, str, str] | None = None
@@ -149,7 +150,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
 
     # --- which job ---------------------------------------------------------------------------
     def _full_batch(
-        self, context: Any, submitted: dict[str, Any] | None = None
+        self, context: Any, submitted: SubmittedData | None = None
     ) -> dict[str, Any] | None:
         """Where a slim request's jobs come back from: the batch spec the DAG gave this task,
         else (an older DAG) the submit task's XCom."""
@@ -188,7 +189,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             client.close()
 
     def _job_of_later_try(
-        self, client: BatchClient, context: Any, submitted: dict[str, Any], try_number: int
+        self, client: BatchClient, context: Any, submitted: SubmittedData, try_number: int
     ) -> dict[str, Any]:
         """A retry or a restart of the wait: its own resubmission when a restart of this try
         finds one (never a second one), else the newest job of earlier tries, adopted while it
@@ -293,7 +294,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         return replace(request, slurm=slurm), excluded
 
     def _latest(
-        self, client: BatchClient, context: Any, submitted: dict[str, Any], try_number: int
+        self, client: BatchClient, context: Any, submitted: SubmittedData, try_number: int
     ) -> tuple[dict[str, Any], int]:
         """The newest job of this batch that earlier tries started (their NODE_FAIL
         resubmissions `w<try>` and retries with more resources `t<try>m<n>`), and how many
@@ -301,7 +302,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         request = request_from_dict(submitted["request"])
         key, batch = context_run_key(context), request.batch.batch
         max_attempts = int((self.retry or {}).get("max_attempts") or 1)
-        latest: dict[str, Any] | None = None
+        latest: SubmittedData | None = None
         resubmits = 0
         for earlier in range(try_number - 1, 0, -1):
             if latest is None:
@@ -321,7 +322,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         return latest or submitted, resubmits
 
     def _resource_info(
-        self, job_id: str, tag: str, submitted: dict[str, Any], attempt: int
+        self, job_id: str, tag: str, submitted: SubmittedData, attempt: int
     ) -> dict[str, Any]:
         """An adopted retry with more resources: its limits are the original ones raised
         `attempt - 1` times (the same rule computed them)."""
@@ -341,7 +342,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         return {**job_info(job, request_to_dict(request)), "attempt": attempt}
 
     @staticmethod
-    def _info(job_id: str, tag: str, submitted: dict[str, Any]) -> dict[str, Any]:
+    def _info(job_id: str, tag: str, submitted: SubmittedData) -> SubmittedData:
         array = bool((submitted.get("request") or {}).get("array"))
         job = SubmittedJob(
             job_id, f"{JOB_NAME_PREFIX}{tag}", submitted["slurm_dir"], adopted=True, array=array
@@ -363,7 +364,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             job = nxt
         self._defer(job)
 
-    def _ended(self, job: dict[str, Any]) -> JobStatus | None:
+    def _ended(self, job: SubmittedData) -> JobStatus | None:
         """The batch's final status when it ended before this try got a worker (its exit
         file is there to see: no SSH); else None. Such a wait concludes here instead of
         deferring and resuming at once: one worker execution less, and no trigger firing
@@ -379,7 +380,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             return None
         return status if status.terminal else None
 
-    def _query(self, job: dict[str, Any]) -> dict[str, JobStatus]:
+    def _query(self, job: SubmittedData) -> dict[str, JobStatus]:
         """One status query for the job, through a client of its own."""
         client = self.hook.get_client()
         try:
@@ -415,7 +416,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             self._defer(nxt)
         return self._conclude(job, status, conclusion, context)
 
-    def _defer(self, job: dict[str, Any]) -> None:
+    def _defer(self, job: SubmittedData) -> None:
         self.defer(
             trigger=SlurmJobTrigger(
                 job["job_id"],
@@ -434,7 +435,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     def _retry_with_more(
         self,
         context: Any,
-        job: dict[str, Any],
+        job: SubmittedData,
         status: JobStatus,
         records: dict[str, ResultRecord] | None = None,
     ) -> dict[str, Any] | None:
@@ -492,7 +493,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
 
     def _conclude(
         self,
-        job: dict[str, Any],
+        job: SubmittedData,
         status: JobStatus,
         conclusion: Conclusion | None,
         context: Any,
@@ -562,7 +563,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     def _complete_records(
         self,
         client: BatchClient | None,
-        job: dict[str, Any],
+        job: SubmittedData,
         state: str,
         conclusion: Conclusion | None = None,
     ) -> dict[str, ResultRecord] | None:
@@ -581,7 +582,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     def _completed(
         self,
         client: BatchClient | None,
-        job: dict[str, Any],
+        job: SubmittedData,
         state: str,
         conclusion: Conclusion | None,
     ) -> dict[str, ResultRecord] | None:
@@ -637,7 +638,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     def _event(
         self,
         client: BatchClient,
-        job: dict[str, Any],
+        job: SubmittedData,
         type: str,
         message: str,
         data: dict[str, Any],
@@ -675,7 +676,7 @@ def _limit_change(old: SubmitRequest, new: SubmitRequest) -> str:
     return ", ".join(parts) or "the same limits"
 
 
-def _status_query(client: BatchClient, job: dict[str, Any]) -> dict[str, JobStatus]:
+def _status_query(client: BatchClient, job: SubmittedData) -> dict[str, JobStatus]:
     """One status query for the job; its exit file lets a job that ended answer without
     asking SLURM."""
     return client.status([job["job_id"]], {job["job_id"]: job["exit_file"]})

@@ -22,6 +22,8 @@ from airflow_jobforge.slurm.usage import BatchUsage
 class BatchClient(Protocol):
     """Submit batches, follow them, read what they left; blocking calls."""
 
+    supports_arrays: bool  # one-job batches may go as one SLURM job array
+
     def submit(self, request: SubmitRequest, *, adopt: bool = True) -> SubmittedJob:
         """Submit `request`, or (with `adopt`) return the job already submitted under its
         tag: a retry never submits twice."""

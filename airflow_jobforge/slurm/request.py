@@ -5,7 +5,7 @@ and, slimmed to job names, to the trigger that waits for it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from airflow_jobforge.config.models import ContainerParams, SlurmParams
 from airflow_jobforge.errors import JobForgeError
@@ -13,7 +13,41 @@ from airflow_jobforge.node.spec import BatchSpec, restrict_batch
 from airflow_jobforge.slurm.script import SubmitRequest
 
 
-def request_to_dict(request: SubmitRequest) -> dict[str, Any]:
+class RequestData(TypedDict):
+    """A `SubmitRequest` as JSON data. `batch` is `BatchSpec.to_dict()`, or in a trigger's
+    kwargs the slim form (`job_names` instead of `jobs`, see `slim_request`)."""
+
+    tag: str
+    batch: dict[str, Any]
+    slurm: dict[str, Any]
+    output_dir: str
+    container: dict[str, Any] | None
+    python: str
+    pythonpath: str | None
+    workdir: str | None
+    array: bool
+    array_throttle: int | None
+
+
+class _Submitted(TypedDict):
+    job_id: str
+    job_name: str
+    slurm_dir: str
+    adopted: bool
+    exit_file: str
+    stdout: str
+    stderr: str
+    request: RequestData | None
+
+
+class SubmittedData(_Submitted, total=False):
+    """A submitted SLURM job as the submit task pushes it (its XCom return value) and the
+    wait and result tasks pull it; a wait's resubmission adds its `attempt`."""
+
+    attempt: int
+
+
+def request_to_dict(request: SubmitRequest) -> RequestData:
     """A SubmitRequest as XCom-safe JSON data, so a later task can resubmit it."""
     return {
         "tag": request.tag,
@@ -45,7 +79,7 @@ def request_from_dict(data: Mapping[str, Any]) -> SubmitRequest:
     )
 
 
-def slim_request(request: Mapping[str, Any]) -> dict[str, Any]:
+def slim_request(request: RequestData) -> RequestData:
     """A request for a trigger's kwargs: its batch's jobs by name only.
 
     The triggerer passes every trigger's kwargs through a pipe to its runner: 100 waits
@@ -57,7 +91,7 @@ def slim_request(request: Mapping[str, Any]) -> dict[str, Any]:
     return {**request, "batch": batch}
 
 
-def slim_job(job: Mapping[str, Any]) -> dict[str, Any]:
+def slim_job(job: SubmittedData) -> SubmittedData:
     """A submitted job's XCom as a trigger's echo: its request `slim_request`ed, unless it
     has none or already is (the submit task pushes it slim)."""
     request = job.get("request")
@@ -66,9 +100,7 @@ def slim_job(job: Mapping[str, Any]) -> dict[str, Any]:
     return {**job, "request": slim_request(request)}
 
 
-def restore_request(
-    request: Mapping[str, Any], full_batch: Mapping[str, Any] | None
-) -> dict[str, Any]:
+def restore_request(request: RequestData, full_batch: Mapping[str, Any] | None) -> RequestData:
     """`slim_request` undone with the batch's full spec (the batch the slim one names is
     that spec restricted to its jobs)."""
     batch = request["batch"]

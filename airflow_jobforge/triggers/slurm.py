@@ -27,7 +27,7 @@ from airflow_jobforge.rundir.events import (
 )
 from airflow_jobforge.slurm.client import GRACE_S
 from airflow_jobforge.slurm.protocol import AsyncBatchClient
-from airflow_jobforge.slurm.request import job_names_of, slim_job
+from airflow_jobforge.slurm.request import SubmittedData, job_names_of, slim_job
 from airflow_jobforge.slurm.states import JobStatus, batch_ended_event
 from airflow_jobforge.triggers.poller import SharedPoller
 from airflow_jobforge.triggers.resume import hold
@@ -67,7 +67,7 @@ class SlurmJobTrigger(BaseTrigger):
         poll_interval: float = 2.0,
         max_poll_interval: float = 10.0,
         grace_s: float = GRACE_S,
-        echo: dict[str, Any] | None = None,
+        echo: SubmittedData | None = None,
         not_before: float | None = None,
         submit_task_id: str | None = None,
     ) -> None:
