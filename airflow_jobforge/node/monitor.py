@@ -29,12 +29,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from airflow_jobforge.node.say import say as say_to_stderr
 from airflow_jobforge.rundir.samples import monitor_file
 
 PROC = "/proc"
@@ -197,13 +197,6 @@ class _Job:
         self.peak_rss = 0
 
 
-def _say(message: str) -> None:
-    try:
-        print(f"jobforge node runner: {message}", file=sys.stderr, flush=True)
-    except OSError:
-        pass
-
-
 class ResourceMonitor:
     """Samples the running jobs (told by `job_started`/`job_ended`) and the node.
 
@@ -218,7 +211,7 @@ class ResourceMonitor:
         *,
         host: str,
         hpc_job_id: str | None = None,
-        say: Callable[[str], None] = _say,
+        say: Callable[[str], None] = say_to_stderr,
     ) -> None:
         started = time.thread_time()
         self.path = monitor_file(run_dir, batch)

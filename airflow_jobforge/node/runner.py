@@ -52,15 +52,15 @@ import os
 import resource
 import select
 import signal
-import sys
 import time
-from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airflow_jobforge.node.monitor import ResourceMonitor
+from airflow_jobforge.node.say import say
+from airflow_jobforge.node.schedule import JobGraph
 from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.rundir import (
     EXIT_OUTPUT_UNWRITABLE,
@@ -354,7 +354,7 @@ class BatchRunner:
                 self.unwritten.pop(0)
         except OSError as exc:
             if self.write_error is None:
-                _say(
+                say(
                     f"cannot write result records to {self.results_path}: {_oserror(exc)}; "
                     "jobs keep running, records are retried"
                 )
@@ -366,13 +366,13 @@ class BatchRunner:
             return
         names = ", ".join(r.name for r in self.unwritten[:10])
         more = f" and {len(self.unwritten) - 10} more" if len(self.unwritten) > 10 else ""
-        _say(
+        say(
             f"{NOT_WRITABLE}: {len(self.unwritten)} result records of batch {self.spec.batch} "
             f"could not be written to {self.results_path} ({_oserror(self.write_error)}): "
             f"{names}{more}"
         )
         for record in self.unwritten:
-            _say(f"unwritten record: {record.to_json()}")
+            say(f"unwritten record: {record.to_json()}")
 
     # --- processes -------------------------------------------------------------------------
     def _job_env(self) -> dict[str, str]:
@@ -477,10 +477,21 @@ class BatchRunner:
 
     # --- main loop -------------------------------------------------------------------------
     def run(self) -> int:
+        self._prepare()
+        wake = _Wakeup()
+        try:
+            code = self._run(wake)
+        finally:
+            self._close(wake)
+        if self.unwritten and wake.terminated_by is None:
+            return EXIT_OUTPUT_UNWRITABLE
+        return code
+
+    def _prepare(self) -> None:
         try:
             (self.output_dir / JOB_OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # each job then says it could not start, and why
-            _say(f"cannot create {self.output_dir / JOB_OUTPUT_DIR}: {_oserror(exc)}")
+            say(f"cannot create {self.output_dir / JOB_OUTPUT_DIR}: {_oserror(exc)}")
         self.events.emit(
             BATCH_STARTED,
             batch=self.spec.batch,
@@ -498,140 +509,119 @@ class BatchRunner:
                 self.monitor_interval_s,
                 host=self.host,
                 hpc_job_id=self.hpc_job_id,
-                say=_say,
             )
+        self._prepare_launches()
+
+    def _prepare_launches(self) -> None:
         try:
             self._clear_refs = os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
         except OSError:  # not Linux, or a kernel before 4.0: jobs' peaks include the runner's
             pass
         _close_inherited_on_exec()
         self._launcher.env = self._job_env()
-        wake = _Wakeup()
-        try:
-            code = self._run(wake)
-        finally:
-            if self.monitor is not None:
-                self.monitor.close()
-            teardown = self.spec.node_teardown_command
-            if teardown:
-                try:
-                    self._run_node_command("node_teardown", teardown, wake, TEARDOWN_TIMEOUT_S)
-                except OSError as exc:
-                    _say(f"node teardown not started: {_oserror(exc)}")
-            wake.close()
-            self._launcher.close()
-            if self._clear_refs is not None:
-                os.close(self._clear_refs)
-            self._flush()
-            self._report_unwritten()
-            if self.writer is not None:
-                self.writer.close()
-        if self.unwritten and wake.terminated_by is None:
-            return EXIT_OUTPUT_UNWRITABLE
-        return code
+
+    def _close(self, wake: _Wakeup) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
+        teardown = self.spec.node_teardown_command
+        if teardown:
+            try:
+                self._run_node_command("node_teardown", teardown, wake, TEARDOWN_TIMEOUT_S)
+            except OSError as exc:
+                say(f"node teardown not started: {_oserror(exc)}")
+        wake.close()
+        self._launcher.close()
+        if self._clear_refs is not None:
+            os.close(self._clear_refs)
+        self._flush()
+        self._report_unwritten()
+        if self.writer is not None:
+            self.writer.close()
 
     def _run(self, wake: _Wakeup) -> int:
-        jobs = {job.name: job for job in self.spec.jobs}
         setup = self.spec.node_setup_command
-        if setup:
-            try:
-                rc = self._run_node_command("node_setup", setup, wake)
-                reason = (
-                    f"node setup command failed with exit code {rc}"
-                    if rc is not None
-                    else "batch terminated during node setup"
-                )
-            except OSError as exc:
-                rc, reason = None, f"node setup not started: {_oserror(exc)}"
-            if rc != 0 and wake.terminated_by is None:
-                self.events.emit(
-                    NODE_SETUP_FAILED,
-                    batch=self.spec.batch,
-                    hpc_job_id=self.hpc_job_id,
-                    message=reason,
-                    data={"return_code": rc},
-                )
-            if rc != 0:
-                for job in self.spec.jobs:
-                    self._record(job, "canceled", None, None, reason)
-                return self._exit_code(wake)
-
-        waiting_on: dict[str, int] = {}
-        dependants: dict[str, list[str]] = {}
-        for job in self.spec.jobs:
-            inside = [b for b in dict.fromkeys(job.blocked_by) if b in jobs and b != job.name]
-            waiting_on[job.name] = len(inside)
-            for b in inside:
-                dependants.setdefault(b, []).append(job.name)
-        failed_outside = self._failed_external_blockers()
-
-        ready: deque[str] = deque()
-        for job in self.spec.jobs:
-            bad = [b for b in job.external_blockers if b in failed_outside]
-            if bad and job.cancel_on_blocking_job_failure:
-                self._cancel(
-                    job.name,
-                    f"blocking job {bad[0]!r} did not succeed",
-                    jobs,
-                    dependants,
-                    waiting_on,
-                    ready,
-                )
-            elif waiting_on[job.name] == 0 and job.name not in self.recorded:
-                ready.append(job.name)
-
+        if setup and not self._node_setup(setup, wake):
+            return self._exit_code(wake)
+        graph = JobGraph(self.spec.jobs, self.recorded, self._cancel)
+        graph.start(self._failed_external_blockers())
         running: dict[int, _Running] = {}
-        monitor = self.monitor
-        while ready or running:
-            if wake.terminated_by is not None:
-                break
-            while ready and len(running) < self.num_processes:
-                job = jobs[ready.popleft()]
-                try:
-                    pid = self._spawn(job.name, job_argv(job))
-                except OSError as exc:
-                    self._record(job, "missing", None, None, f"not started: {_oserror(exc)}")
-                    self._release(job.name, False, jobs, dependants, waiting_on, ready)
-                    continue
-                running[pid] = _Running(job, self.clock())
-                if monitor is not None:
-                    monitor.job_started(pid, job.name)
-            if not running:  # every job that was ready failed to start; its dependants too
-                continue
-            wake.wait(None if monitor is None else monitor.seconds_until_due())
-            if wake.terminated_by is not None:
-                break
-            reaped = self._reaped(running)
-            if wake.terminated_by is None and any(-rc in STEP_SIGNALS for _, rc, _ in reaped):
-                # scancel signals every process of the step, a job's before or after ours: a
-                # job killed that way is the batch's termination, not the job's own end.
-                wake.settle(STEP_SIGNAL_SETTLE_S)
-                seen = {pid for pid, _, _ in reaped}  # exits whose wake-up byte settle() read:
-                reaped += self._reaped(running.keys() - seen)
-            for pid, rc, usage in reaped:
-                r = running.pop(pid)
-                if monitor is not None:
-                    monitor.job_ended(pid)
-                if wake.terminated_by is not None and -rc in STEP_SIGNALS:
-                    self._record(r.job, "missing", None, r.start, _terminated(wake), usage)
-                    continue
-                self._finish(r, rc, usage, jobs, dependants, waiting_on, ready)
-            if monitor is not None and running and monitor.due():
-                monitor.sample()
-
+        while (graph.ready or running) and wake.terminated_by is None:
+            self._start_ready(graph, running)
+            if running:  # else every job that was ready failed to start; its dependants too
+                self._await_ended(graph, running, wake)
         if wake.terminated_by is not None:
             self._terminate(running, wake)
         return self._exit_code(wake)
 
+    def _node_setup(self, command: str, wake: _Wakeup) -> bool:
+        """Whether the jobs may run; if not, each is recorded canceled with the reason."""
+        rc, reason = self._run_node_setup(command, wake)
+        if rc == 0:
+            return True
+        if wake.terminated_by is None:
+            self.events.emit(
+                NODE_SETUP_FAILED,
+                batch=self.spec.batch,
+                hpc_job_id=self.hpc_job_id,
+                message=reason,
+                data={"return_code": rc},
+            )
+        for job in self.spec.jobs:
+            self._record(job, "canceled", None, None, reason)
+        return False
+
+    def _run_node_setup(self, command: str, wake: _Wakeup) -> tuple[int | None, str]:
+        """Its exit code (None: not started, or stopped) and what its failure is recorded as."""
+        try:
+            rc = self._run_node_command("node_setup", command, wake)
+        except OSError as exc:
+            return None, f"node setup not started: {_oserror(exc)}"
+        if rc is None:
+            return None, "batch terminated during node setup"
+        return rc, f"node setup command failed with exit code {rc}"
+
+    def _start_ready(self, graph: JobGraph, running: dict[int, _Running]) -> None:
+        monitor = self.monitor
+        while graph.ready and len(running) < self.num_processes:
+            job = graph.take()
+            try:
+                pid = self._spawn(job.name, job_argv(job))
+            except OSError as exc:
+                self._record(job, "missing", None, None, f"not started: {_oserror(exc)}")
+                graph.release(job.name, False)
+                continue
+            running[pid] = _Running(job, self.clock())
+            if monitor is not None:
+                monitor.job_started(pid, job.name)
+
+    def _await_ended(self, graph: JobGraph, running: dict[int, _Running], wake: _Wakeup) -> None:
+        monitor = self.monitor
+        wake.wait(None if monitor is None else monitor.seconds_until_due())
+        if wake.terminated_by is not None:
+            return
+        for pid, rc, usage in self._ended(running, wake):
+            r = running.pop(pid)
+            if monitor is not None:
+                monitor.job_ended(pid)
+            if wake.terminated_by is not None and -rc in STEP_SIGNALS:
+                self._record(r.job, "missing", None, r.start, _terminated(wake), usage)
+            else:
+                self._finish(graph, r, rc, usage)
+        if monitor is not None and running and monitor.due():
+            monitor.sample()
+
+    def _ended(self, running: dict[int, _Running], wake: _Wakeup) -> list[Ended]:
+        reaped = self._reaped(running)
+        if wake.terminated_by is None and any(-rc in STEP_SIGNALS for _, rc, _ in reaped):
+            # scancel signals every process of the step, a job's before or after ours: a
+            # job killed that way is the batch's termination, not the job's own end.
+            wake.settle(STEP_SIGNAL_SETTLE_S)
+            seen = {pid for pid, _, _ in reaped}  # exits whose wake-up byte settle() read:
+            reaped += self._reaped(running.keys() - seen)
+        return reaped
+
     def _finish(
-        self,
-        done: _Running,
-        rc: int,
-        usage: resource.struct_rusage | None,
-        jobs: dict[str, JobSpec],
-        dependants: dict[str, list[str]],
-        waiting_on: dict[str, int],
-        ready: deque[str],
+        self, graph: JobGraph, done: _Running, rc: int, usage: resource.struct_rusage | None
     ) -> None:
         if rc < 0:
             self._record(
@@ -639,40 +629,10 @@ class BatchRunner:
             )
         else:
             self._record(done.job, "finished", rc, done.start, usage=usage)
-        self._release(done.job.name, rc == 0, jobs, dependants, waiting_on, ready)
+        graph.release(done.job.name, rc == 0)
 
-    def _release(
-        self,
-        name: str,
-        succeeded: bool,
-        jobs: dict[str, JobSpec],
-        dependants: dict[str, list[str]],
-        waiting_on: dict[str, int],
-        ready: deque[str],
-    ) -> None:
-        for d in dependants.get(name, ()):
-            if d in self.recorded:
-                continue
-            if not succeeded and jobs[d].cancel_on_blocking_job_failure:
-                self._cancel(
-                    d, f"blocking job {name!r} did not succeed", jobs, dependants, waiting_on, ready
-                )
-                continue
-            waiting_on[d] -= 1
-            if waiting_on[d] == 0:
-                ready.append(d)
-
-    def _cancel(
-        self,
-        name: str,
-        reason: str,
-        jobs: dict[str, JobSpec],
-        dependants: dict[str, list[str]],
-        waiting_on: dict[str, int],
-        ready: deque[str],
-    ) -> None:
-        self._record(jobs[name], "canceled", None, None, reason)
-        self._release(name, False, jobs, dependants, waiting_on, ready)
+    def _cancel(self, job: JobSpec, reason: str) -> None:
+        self._record(job, "canceled", None, None, reason)
 
     def _terminate(self, running: dict[int, _Running], wake: _Wakeup) -> None:
         ended = self._stop_all(running, wake)
@@ -701,14 +661,6 @@ def _oserror(exc: OSError) -> str:
     """'No space left on device: /path', the way a user searches for it."""
     where = f": {exc.filename}" if exc.filename else ""
     return f"{exc.strerror or exc}{where}"
-
-
-def _say(message: str) -> None:
-    """stderr is the batch's SLURM log; it may be on the same full disk, so never raise."""
-    try:
-        print(f"jobforge node runner: {message}", file=sys.stderr, flush=True)
-    except OSError:
-        pass
 
 
 def run_batch(

@@ -135,6 +135,40 @@ def test_failed_blocker_in_an_earlier_batch_cancels_a_flagged_job(tmp_path):
     assert got["unflagged"].succeeded and got["fine"].succeeded
 
 
+def test_a_job_released_by_a_canceled_blocker_runs_once_and_a_canceled_one_is_recorded_once(
+    tmp_path,
+):
+    """`a` is canceled at the start (its blocker in an earlier batch failed). Releasing it
+    queued `b` (not flagged), and the start's own pass queued `b` again: it ran twice. `c`
+    (flagged, with the failed external blocker too) was canceled by `a`'s release and again
+    by that pass. Exactly one record per job."""
+    writer = ResultsWriter(results_file(tmp_path, "earlier"))
+    writer.append(ResultRecord("x", "finished", 2, 0.1, 1.0, 1.1, "earlier"))
+    writer.close()
+    count = tmp_path / "count"
+    spec = BatchSpec(
+        batch="b",
+        jobs=(
+            JobSpec("a", "true", external_blockers=("x",), cancel_on_blocking_job_failure=True),
+            JobSpec("b", f"echo b >> {count}", blocked_by=("a",)),
+            JobSpec(
+                "c",
+                "true",
+                blocked_by=("a",),
+                external_blockers=("x",),
+                cancel_on_blocking_job_failure=True,
+            ),
+        ),
+    )
+    run_batch(spec, tmp_path, 1)
+    names = [r.name for r in records(tmp_path)]
+    assert sorted(names) == ["a", "b", "c"]
+    assert count.read_text() == "b\n"
+    got = by_name(tmp_path)
+    assert got["a"].status == "canceled" and got["c"].status == "canceled"
+    assert got["b"].succeeded
+
+
 def test_node_setup_runs_first_and_teardown_runs_last(tmp_path):
     log = tmp_path / "log"
     spec = BatchSpec(
