@@ -46,8 +46,8 @@ sys.path.insert(0, str(REPO))
 
 from airflow_jobforge.config import SlurmParams, load_config  # noqa: E402
 from airflow_jobforge.dag.render import render_config  # noqa: E402
-from airflow_jobforge.node.spec import BatchSpec  # noqa: E402
 from airflow_jobforge.rundir import collect_results  # noqa: E402
+from airflow_jobforge.rundir.batches import BatchSpec  # noqa: E402
 from airflow_jobforge.slurm.client import SlurmClient  # noqa: E402
 from airflow_jobforge.slurm.script import SubmitRequest  # noqa: E402
 from airflow_jobforge.slurm.tags import run_key  # noqa: E402

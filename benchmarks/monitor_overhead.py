@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from airflow_jobforge.node.runner import BatchRunner
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.rundir import collect_results
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.rundir.samples import read_monitor
 
 JOBS = 16

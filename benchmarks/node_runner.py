@@ -30,8 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.rundir import collect_results
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 
 GOAL = 1.3
 ROUNDS = 3

@@ -17,7 +17,7 @@ import uuid
 
 from airflow_jobforge.config import SlurmParams, parse_configuration
 from airflow_jobforge.dag.render import render_config
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.slurm.client import SlurmClient
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.transport import LocalTransport

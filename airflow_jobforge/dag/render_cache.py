@@ -49,7 +49,7 @@ _SOURCES = (
     "dag/render_cache.py",
     "planning/planner.py",
     "config/graph.py",
-    "node/spec.py",
+    "rundir/batches.py",
     "config/models.py",
     "config/fields.py",
     "config/validation.py",

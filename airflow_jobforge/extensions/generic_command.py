@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow_jobforge.config.models import Job, JobConfiguration
 from airflow_jobforge.extensions.registry import Extension
-from airflow_jobforge.node.spec import JobSpec
+from airflow_jobforge.rundir.batches import JobSpec
 
 
 class GenericCommandExecution:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from airflow_jobforge.config.models import JobConfiguration
-from airflow_jobforge.node.spec import BatchSpec
 from airflow_jobforge.planning.planner import batch_spec, plan_batches
 from airflow_jobforge.rundir import (
     NOT_WRITABLE,
@@ -23,9 +22,8 @@ from airflow_jobforge.rundir import (
     summarize,
     unwritable_reason,
 )
+from airflow_jobforge.rundir.batches import BATCHES_DIR, BatchSpec
 from airflow_jobforge.rundir.manifest import RunManifest, write_manifest
-
-BATCHES_DIR = "batches"
 
 
 def write_batch_file(spec: BatchSpec, output_dir: str | os.PathLike[str]) -> Path:

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from airflow_jobforge.node.runner import run_batch
-from airflow_jobforge.node.spec import BatchSpec, array_task
+from airflow_jobforge.rundir.batches import BatchSpec, array_task
 
 
 def main(argv: list[str] | None = None) -> int:

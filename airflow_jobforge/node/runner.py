@@ -61,7 +61,6 @@ from typing import TYPE_CHECKING
 from airflow_jobforge.node.monitor import ResourceMonitor
 from airflow_jobforge.node.say import say
 from airflow_jobforge.node.schedule import JobGraph
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.rundir import (
     EXIT_OUTPUT_UNWRITABLE,
     NOT_WRITABLE,
@@ -70,6 +69,7 @@ from airflow_jobforge.rundir import (
     collect_results,
     results_file,
 )
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.rundir.events import (
     BATCH_STARTED,
     JOB_FAILED,
@@ -112,6 +112,8 @@ def job_argv(job: JobSpec) -> list[str]:
     """bash for generic commands; other extensions say how their jobs start."""
     if job.extension == "generic_command":
         return ["bash", "-c", job.command]
+    # Only batches of other extensions pay for the registry (importlib.metadata, entry points):
+    # the runner starts on every batch's node.
     from airflow_jobforge.extensions.registry import Registry
 
     return list(Registry().get_extension_class(job.extension, "execution").argv(job))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Collection, Container, Sequence
 
-from airflow_jobforge.node.spec import JobSpec
+from airflow_jobforge.rundir.batches import JobSpec
 
 
 class JobGraph:

@@ -17,7 +17,6 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airflow_jobforge.node.spec import restrict_batch
 from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_attempt,
@@ -28,6 +27,7 @@ from airflow_jobforge.operators.base import (
 from airflow_jobforge.results.report import write_report
 from airflow_jobforge.results.stats import format_stats, gather_stats, run_job_ids, write_efficiency
 from airflow_jobforge.rundir import ResultRecord, job_state, summarize
+from airflow_jobforge.rundir.batches import restrict_batch
 from airflow_jobforge.rundir.conclusion import (
     MAX_FAILED_TAILS,
     TAIL_LINES,

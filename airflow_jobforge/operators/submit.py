@@ -10,7 +10,6 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_jobforge.config.models import ContainerParams, SlurmParams
 from airflow_jobforge.errors import JobForgeError, SlurmError
-from airflow_jobforge.node.spec import BatchSpec, restrict_batch
 from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_attempt,
@@ -23,6 +22,7 @@ from airflow_jobforge.operators.base import (
     with_infra_retries,
 )
 from airflow_jobforge.planning.selection import drop_unselected_blockers
+from airflow_jobforge.rundir.batches import BatchSpec, restrict_batch
 from airflow_jobforge.rundir.events import BATCH_ADOPTED, BATCH_SUBMITTED, Event
 from airflow_jobforge.slurm.client import SubmittedJob, is_rejection
 from airflow_jobforge.slurm.limits import batch_group, count_group_jobs, group_prefix

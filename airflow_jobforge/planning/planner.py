@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from airflow_jobforge.config.graph import topological_order
 from airflow_jobforge.config.models import Job, JobConfiguration, SubmissionGroup
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.node.spec import BatchSpec
 from airflow_jobforge.rundir import job_state
+from airflow_jobforge.rundir.batches import BatchSpec
 
 
 def selected(names: Iterable[str], patterns: Sequence[str] | None) -> list[str]:

@@ -23,10 +23,10 @@ from airflow_jobforge.config.fields import check_job_name
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.planning.selection import DEFAULT_RERUN, rerun_kinds
 from airflow_jobforge.rundir import ResultRecord, collect_results, job_state, summarize, tail_file
+from airflow_jobforge.rundir.batches import BATCHES_DIR
 from airflow_jobforge.rundir.manifest import read_manifest
 
 JOB_OUTPUT_DIR = "job-output"
-BATCHES_DIR = "batches"
 REPORT = "report.html"
 STREAMS = ("out", "err")
 RERUN_KEYS = ("rerun_of", "rerun")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_jobforge.errors import JobForgeError
+from airflow_jobforge.rundir.batches import BATCHES_DIR
 from airflow_jobforge.rundir.events import BATCH_SUBMITTED, read_events
 from airflow_jobforge.rundir.manifest import RunManifest, read_manifest
 from airflow_jobforge.rundir.records import (
@@ -31,7 +32,6 @@ from airflow_jobforge.rundir.records import (
 )
 from airflow_jobforge.rundir.samples import MONITOR_DIR, monitor_file, read_monitor_file
 
-BATCHES_DIR = "batches"
 JOB_OUTPUT_DIR = "job-output"
 NO_RECORD = "no result record"
 STATES = ("ok", "failed", "canceled", "missing")

@@ -1,8 +1,8 @@
 """What a run leaves on disk and how it is read: result records (`records`), the event log
-(`events`), the resource monitor's samples (`samples`), the wait's completion of missing
-records (`completion`), a batch's conclusion handed between tasks (`conclusion`) and the run's
-manifest (`manifest`). Below `slurm/` and `node/`, which write it, and `results/`, which acts
-on it.
+(`events`), the batch files the node runner reads (`batches`), the resource monitor's
+samples (`samples`), the wait's completion of missing records (`completion`), a batch's
+conclusion handed between tasks (`conclusion`) and the run's manifest (`manifest`). Below
+`slurm/` and `node/`, which write it, and `results/`, which acts on it.
 
 The record API is re-exported here: it is what most of the package imports.
 """

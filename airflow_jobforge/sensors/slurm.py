@@ -30,7 +30,6 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from airflow.triggers.base import StartTriggerArgs
 
 from airflow_jobforge.errors import JobForgeError, SlurmError
-from airflow_jobforge.node.spec import restrict_batch
 from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_attempt,
@@ -42,6 +41,7 @@ from airflow_jobforge.operators.base import (
     with_infra_retries,
 )
 from airflow_jobforge.rundir import ResultRecord
+from airflow_jobforge.rundir.batches import restrict_batch
 from airflow_jobforge.rundir.completion import completion_file, record_lines, unrecorded
 from airflow_jobforge.rundir.conclusion import XCOM_KEY, Conclusion
 from airflow_jobforge.rundir.events import (

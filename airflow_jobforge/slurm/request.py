@@ -9,7 +9,7 @@ from typing import Any, TypedDict
 
 from airflow_jobforge.config.models import ContainerParams, SlurmParams
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.node.spec import BatchSpec, restrict_batch
+from airflow_jobforge.rundir.batches import BatchSpec, restrict_batch
 from airflow_jobforge.slurm.script import SubmitRequest
 
 

@@ -22,8 +22,8 @@ from pathlib import PurePosixPath
 
 from airflow_jobforge.config.models import ContainerParams, SlurmParams
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.node.spec import BatchSpec
 from airflow_jobforge.rundir import EXIT_OUTPUT_UNWRITABLE
+from airflow_jobforge.rundir.batches import BatchSpec
 
 _TAG = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 JOB_NAME_PREFIX = "jf-"

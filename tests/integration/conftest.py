@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from airflow_jobforge.config import SlurmParams
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.slurm.client import SlurmClient, SubmittedJob
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.states import JobStatus

@@ -14,8 +14,8 @@ import pytest
 from airflow_jobforge.cli.main import main
 from airflow_jobforge.config import SlurmParams
 from airflow_jobforge.local.backend import LocalClient
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.rundir import RESULTS_DIR, read_records
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.rundir.events import CANCELED_BY_USER, read_events
 from airflow_jobforge.rundir.manifest import RunManifest, write_manifest
 from airflow_jobforge.slurm.script import SubmitRequest

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from airflow_jobforge.config import SlurmParams
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.node.spec import JobSpec
 from airflow_jobforge.rundir import collect_results, summarize
+from airflow_jobforge.rundir.batches import JobSpec
 from airflow_jobforge.slurm.states import Outcome
 
 from .conftest import (

@@ -20,9 +20,9 @@ from airflow_jobforge.config.models import (
     SubmissionGroup,
 )
 from airflow_jobforge.local.direct import run_locally
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.results.report import build_report
 from airflow_jobforge.results.stats import read_efficiency
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.tags import submit_tag
 from airflow_jobforge.slurm.usage import parse_sacct_usage

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from airflow_jobforge.config import SlurmParams
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.operators.submit import SlurmSubmitOperator
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.sensors.slurm import SlurmJobSensor
 from airflow_jobforge.triggers.poller import SharedPoller
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from airflow_jobforge.node.spec import JobSpec
+from airflow_jobforge.rundir.batches import JobSpec
 from airflow_jobforge.slurm.states import Outcome
 
 from .conftest import start_cluster, wait_terminal

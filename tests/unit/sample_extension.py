@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_jobforge.node.spec import JobSpec
+from airflow_jobforge.rundir.batches import JobSpec
 
 
 class EchoTwiceExecution:

@@ -7,7 +7,7 @@ from airflow_jobforge.config import Job
 from airflow_jobforge.errors import ExtensionError
 from airflow_jobforge.extensions.generic_command import GenericCommandCli, GenericCommandExecution
 from airflow_jobforge.extensions.registry import Extension, Registry
-from airflow_jobforge.node.spec import JobSpec
+from airflow_jobforge.rundir.batches import JobSpec
 
 USER_EXT = Extension(
     name="echo_twice",
@@ -93,7 +93,7 @@ def test_cli_register_list_unregister_reset(capsys):
 
 def test_node_runner_starts_jobs_of_a_user_extension_its_way(tmp_path):
     from airflow_jobforge.node.runner import run_batch
-    from airflow_jobforge.node.spec import BatchSpec
+    from airflow_jobforge.rundir.batches import BatchSpec
 
     Registry().register(USER_EXT)
     spec = BatchSpec(batch="b", jobs=(JobSpec("a", "echo hi", extension="echo_twice"),))

@@ -9,8 +9,8 @@ import pytest
 from airflow_jobforge.config import parse_configuration
 from airflow_jobforge.dag.factory import JobForgeTaskGroup, build_dag, load_dags
 from airflow_jobforge.errors import ConfigError, JobForgeError
-from airflow_jobforge.node.spec import BatchSpec, JobSpec, restrict_batch
 from airflow_jobforge.planning.selection import selected
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec, restrict_batch
 from airflow_jobforge.rundir.manifest import safe_run_id
 from airflow_jobforge.slurm.resources import apply_overrides
 from airflow_jobforge.slurm.tags import run_key

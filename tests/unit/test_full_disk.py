@@ -15,7 +15,6 @@ import pytest
 
 from airflow_jobforge.config.models import SlurmParams
 from airflow_jobforge.local.backend import LocalClient
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.rundir import (
     EXIT_OUTPUT_UNWRITABLE,
     collect_results,
@@ -23,6 +22,7 @@ from airflow_jobforge.rundir import (
     summarize,
     unwritable_reason,
 )
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.slurm.script import SubmitRequest
 
 FILL = "head -c 200000 /dev/zero; echo done"  # three at once need 600 KB

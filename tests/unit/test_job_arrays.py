@@ -12,8 +12,8 @@ import pytest
 
 from airflow_jobforge.config import SlurmParams, parse_configuration
 from airflow_jobforge.dag.render import render_config
-from airflow_jobforge.node.spec import BatchSpec, JobSpec, array_task
 from airflow_jobforge.planning.planner import ARRAY_MAX, merge_arrays, plan_batches
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec, array_task
 from airflow_jobforge.slurm.client import SlurmClient, SubmittedJob
 from airflow_jobforge.slurm.script import SubmitRequest, sbatch_job
 from airflow_jobforge.slurm.states import Outcome

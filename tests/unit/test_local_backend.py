@@ -10,7 +10,7 @@ from pathlib import Path
 
 from airflow_jobforge.config.models import SlurmParams
 from airflow_jobforge.local.backend import LocalClient
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.states import Outcome
 

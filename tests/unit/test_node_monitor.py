@@ -10,8 +10,8 @@ from pathlib import Path
 
 from airflow_jobforge.node import monitor
 from airflow_jobforge.node.runner import run_batch
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.rundir import collect_results
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.rundir.samples import monitor_file, read_monitor
 
 PROC = Path(__file__).parent.parent / "fixtures" / "proc"

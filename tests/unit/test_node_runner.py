@@ -14,7 +14,6 @@ import pytest
 
 from airflow_jobforge.node import runner as runner_module
 from airflow_jobforge.node.runner import run_batch
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.rundir import (
     ResultRecord,
     ResultsWriter,
@@ -22,6 +21,7 @@ from airflow_jobforge.rundir import (
     read_records,
     results_file,
 )
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.rundir.events import read_events
 
 
@@ -471,7 +471,7 @@ def test_a_jobs_peak_rss_does_not_inherit_the_runners_earlier_peak(tmp_path):
 def test_a_batch_specs_dict_is_what_asdict_gives():
     from dataclasses import asdict
 
-    from airflow_jobforge.node.spec import BatchSpec, JobSpec
+    from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 
     spec = BatchSpec(
         "g-0000",

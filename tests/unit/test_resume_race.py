@@ -12,9 +12,9 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_jobforge.config import SlurmParams
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.plugins import JobforgePlugin, preload
 from airflow_jobforge.rundir import ResultRecord
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.sensors.slurm import SlurmJobSensor
 from airflow_jobforge.slurm.request import request_to_dict
 from airflow_jobforge.slurm.script import SubmitRequest

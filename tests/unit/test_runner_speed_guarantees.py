@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from airflow_jobforge.node.runner import run_batch
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
 from airflow_jobforge.rundir import ResultRecord, read_records, results_file
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 
 
 def by_name(out: Path) -> dict[str, ResultRecord]:

@@ -37,7 +37,7 @@ def test_a_retry_resubmits_when_the_jobs_id_now_names_another_job(monkeypatch, s
     gave its id to the next submission (another batch's). The retry must not adopt that,
     even where accounting still lists our lost job under that id (seen in CI)."""
     from airflow_jobforge.config import SlurmParams
-    from airflow_jobforge.node.spec import BatchSpec, JobSpec
+    from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
     from airflow_jobforge.slurm.client import SubmittedJob
     from airflow_jobforge.slurm.request import request_to_dict
     from airflow_jobforge.slurm.script import SubmitRequest

@@ -12,7 +12,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_jobforge.config import SlurmParams
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.sensors import slurm as sensor_module
 from airflow_jobforge.sensors.slurm import SlurmJobSensor
 from airflow_jobforge.slurm.client import SubmittedJob

@@ -10,7 +10,7 @@ import pytest
 
 from airflow_jobforge.config import SlurmParams
 from airflow_jobforge.errors import SlurmError
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.slurm.client import (
     AsyncSlurmClient,
     RetryPolicy,

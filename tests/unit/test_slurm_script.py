@@ -7,7 +7,7 @@ import pytest
 
 from airflow_jobforge.config import ContainerParams, SlurmParams
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.node.spec import BatchSpec, JobSpec
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.slurm.script import SubmitRequest, sbatch_job
 
 BATCH = BatchSpec("cpu-0000", (JobSpec("a", "echo 'it''s' \"$HOME\" $(date)"),))

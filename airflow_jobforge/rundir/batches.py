@@ -1,7 +1,10 @@
-"""The batch file handed to the node runner: just what a node needs, as plain JSON.
+"""The batch file handed to the node runner (`<run dir>/batches/<batch>.json`): just what a
+node needs, as plain JSON.
 
 Plain dataclasses, not the config models: the runner starts on every batch's node and must
-start fast and read only its own batch, never the whole (maybe 100 MB) configuration.
+start fast and read only its own batch, never the whole (maybe 100 MB) configuration. It sits
+with the run dir's other formats, below everything that writes or reads it: the planner, the
+SLURM script, the node runner, extensions that say how a job starts.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+BATCHES_DIR = "batches"
 
 
 @dataclass(frozen=True)
