@@ -106,13 +106,14 @@ def run(
         base = Path(str(options.output_dir))
         selected = _selected_jobs(config, params, base if local else None)
         when = datetime.now(timezone.utc)
-        log_dir = run_log_dir(log_folder(home), dag_id, _manual_run_id(when)) if router else None
+        run_id = _manual_run_id(when)
+        log_dir = run_log_dir(log_folder(home), dag_id, run_id) if router else None
         if router is not None and log_dir is not None:
             router.open_run_log(log_dir / RUN_LOG)
-        predicted = base / safe_run_id(_manual_run_id(when))
-        watch = _progress(predicted, len(selected), console.err) if local else None
+        printer = ProgressPrinter(console.err)
+        watch = _progress(base / safe_run_id(run_id), len(selected)) if local else None
         started = time.perf_counter()
-        dr, failures = _run_with_progress(dag, params, when, router, log_dir, watch)
+        dr, failures = _run_with_progress(dag, params, when, router, log_dir, printer, watch)
         seconds = time.perf_counter() - started
         run_dir = base / safe_run_id(dr.run_id)
         records = collect_results(run_dir) if local else _remote_records(dag, run_dir)
@@ -146,12 +147,11 @@ def _here(options: DagOptions) -> DagOptions:
 class _Progress:
     """The progress line of a run whose output dir is readable here."""
 
-    printer: ProgressPrinter
     line: Callable[[], str | None]
     ended: threading.Event
 
 
-def _progress(run_dir: Path, total: int, err: Any) -> _Progress:
+def _progress(run_dir: Path, total: int) -> _Progress:
     ended = threading.Event()  # the last line then counts jobs without a record
 
     def line() -> str | None:
@@ -159,7 +159,7 @@ def _progress(run_dir: Path, total: int, err: Any) -> _Progress:
             return None
         return progress_line(run_dir, total, ended.is_set())
 
-    return _Progress(ProgressPrinter(err), line, ended)
+    return _Progress(line, ended)
 
 
 def _run_with_progress(
@@ -168,11 +168,11 @@ def _run_with_progress(
     when: datetime,
     router: LogRouter | None,
     log_dir: Path | None,
+    printer: ProgressPrinter,
     watch: _Progress | None,
 ) -> tuple[Any, list[TaskFailure]]:
     """dag.test() with the task logs routed and, where readable, the progress line."""
-    printer = watch.printer if watch else ProgressPrinter(sys.stderr)
-    progress = watching(watch.line, watch.printer) if watch else contextlib.nullcontext()
+    progress = watching(watch.line, printer) if watch else contextlib.nullcontext()
     with _task_logs(router, log_dir, _announcer(printer)) as failures, progress:
         try:
             dr = _test(dag, params, when, router)
