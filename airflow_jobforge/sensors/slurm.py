@@ -160,7 +160,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
         return ((submitted or {}).get("request") or {}).get("batch")
 
-    def _submitted(self, context: Any) -> dict[str, Any] | None:
+    def _submitted(self, context: Any) -> SubmittedData | None:
         submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
         if not submitted or not submitted.get("request"):
             return submitted
@@ -172,7 +172,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             raise AirflowFailException(str(exc)) from exc
         return {**submitted, "request": request}
 
-    def _current_job(self, context: Any) -> dict[str, Any]:
+    def _current_job(self, context: Any) -> SubmittedData:
         """The job this try waits for: the submitted one, the latest resubmission of an
         earlier try (adopted whatever its state), or a new resubmission when that one ended
         NODE_FAIL / BOOT_FAIL / PREEMPTED — at most `max_resubmits` times."""
@@ -190,7 +190,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
 
     def _job_of_later_try(
         self, client: BatchClient, context: Any, submitted: SubmittedData, try_number: int
-    ) -> dict[str, Any]:
+    ) -> SubmittedData:
         """A retry or a restart of the wait: its own resubmission when a restart of this try
         finds one (never a second one), else the newest job of earlier tries, adopted while it
         is ours and has not ended retryable, else resubmitted."""
@@ -211,7 +211,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     def _fail_if_no_resubmit_left(
         self,
         client: BatchClient,
-        previous: dict[str, Any],
+        previous: SubmittedData,
         status: JobStatus,
         resubmits: int,
         batch: str,
@@ -229,11 +229,11 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     def _resubmit(
         self,
         client: BatchClient,
-        previous: dict[str, Any],
+        previous: SubmittedData,
         status: JobStatus,
         own: str,
         batch: str,
-    ) -> dict[str, Any]:
+    ) -> SubmittedData:
         """The previous job's request (its limits, raised or not) again under this try's own
         tag `w<try>`, which a restart of this try finds and adopts, away from the nodes that
         failed it. Submitted without looking for that tag first: `find` just said there is
@@ -257,8 +257,8 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     def _resubmitted_event(
         self,
         client: BatchClient,
-        info: dict[str, Any],
-        previous: dict[str, Any],
+        info: SubmittedData,
+        previous: SubmittedData,
         status: JobStatus,
         excluded: list[str],
     ) -> None:
@@ -295,7 +295,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
 
     def _latest(
         self, client: BatchClient, context: Any, submitted: SubmittedData, try_number: int
-    ) -> tuple[dict[str, Any], int]:
+    ) -> tuple[SubmittedData, int]:
         """The newest job of this batch that earlier tries started (their NODE_FAIL
         resubmissions `w<try>` and retries with more resources `t<try>m<n>`), and how many
         NODE_FAIL resubmissions there were. Within a try, its `w` comes before its `m`s."""
@@ -323,7 +323,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
 
     def _resource_info(
         self, job_id: str, tag: str, submitted: SubmittedData, attempt: int
-    ) -> dict[str, Any]:
+    ) -> SubmittedData:
         """An adopted retry with more resources: its limits are the original ones raised
         `attempt - 1` times (the same rule computed them)."""
         request = request_from_dict(submitted["request"])
@@ -438,7 +438,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         job: SubmittedData,
         status: JobStatus,
         records: dict[str, ResultRecord] | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> SubmittedData | None:
         """After OUT_OF_MEMORY / TIMEOUT, when the group's `retry` covers it: the batch's jobs
         that did not succeed, submitted again with the raised limit; None otherwise."""
         state = normalize_state(status.state)
@@ -682,7 +682,7 @@ def _status_query(client: BatchClient, job: SubmittedData) -> dict[str, JobStatu
     return client.status([job["job_id"]], {job["job_id"]: job["exit_file"]})
 
 
-def _lost(client: BatchClient, previous: dict[str, Any], status: JobStatus) -> bool:
+def _lost(client: BatchClient, previous: SubmittedData, status: JobStatus) -> bool:
     """Whether the previous job is gone, though its status may say it runs: the controller
     lost it, or handed its id to another job. Its exit file is the job's own: not lost."""
     # A job accounting knows but the controller lost: the previous try waited out the
@@ -694,7 +694,7 @@ def _lost(client: BatchClient, previous: dict[str, Any], status: JobStatus) -> b
     return _id_reused(client, previous, status)
 
 
-def _id_reused(client: BatchClient, previous: dict[str, Any], status: JobStatus) -> bool:
+def _id_reused(client: BatchClient, previous: SubmittedData, status: JobStatus) -> bool:
     """Whether the previous job's id now names another job (a lost job's id handed out
     again), asked of the source that answered for the id."""
     # A controller that lost its state hands the lost ids out again: the id
