@@ -1,6 +1,7 @@
-"""Formats of single values (names, walltime, memory, gres) shared by models and renderers.
+"""Formats of single values (names, walltime, memory, gres): the models and the sbatch
+script share them.
 
-Kept apart from the models so that the sbatch renderer can re-check values it is handed
+Kept apart from the models so that the sbatch script builder can re-check values it is handed
 programmatically: anything that reaches an sbatch script must have passed these.
 """
 
@@ -31,7 +32,7 @@ _WALLTIME = re.compile(
     r"|(?P<a>[0-9]+)(?::(?P<b>[0-9]+)(?::(?P<c>[0-9]+))?)?)"
 )
 
-# Options our renderer owns: letting a config set them would break adoption or result paths.
+# Options the script builder owns: letting a config set them would break adoption or result paths.
 RESERVED_SBATCH_OPTIONS = frozenset(
     {
         "--output",

@@ -73,7 +73,7 @@ class Job(_Frozen):
 
 
 class SlurmParams(_Frozen):
-    """sbatch options of a submission group; every value is validated before rendering."""
+    """sbatch options of a submission group; every value is validated before it reaches a script."""
 
     account: SlurmWord | None = Field(default=None, description="--account")
     partition: SlurmWord | None = Field(default=None, description="--partition")

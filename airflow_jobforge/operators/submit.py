@@ -1,4 +1,4 @@
-"""SlurmSubmitOperator: render and submit one batch, or adopt the job a restart left."""
+"""SlurmSubmitOperator: build and submit one batch, or adopt the job a restart left."""
 
 from __future__ import annotations
 

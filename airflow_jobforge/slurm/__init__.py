@@ -1,1 +1,1 @@
-"""SLURM: sbatch rendering, state table, client over local/SSH transports. Imports no Airflow."""
+"""SLURM: the sbatch script, state table, client over local/SSH transports. Imports no Airflow."""
