@@ -1,1 +1,2 @@
-"""SLURM: the sbatch script, state table, client over local/SSH transports. Imports no Airflow."""
+"""SLURM: the sbatch script, state table, client over local/SSH transports and the client
+Protocol every caller talks to. Imports no Airflow."""
