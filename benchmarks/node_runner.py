@@ -18,6 +18,10 @@ ext4 without a journal, creating a file scans past every inode deleted in the la
 so deleting 4,000 output files between runs makes the next run's file creation 30x slower,
 and other programs' deletions do the same: the cost of creating a file where the runs write
 is printed first (`--dir` picks the place; default: the system's temporary dir).
+
+`--baseline-tree DIR` adds a fourth column in the same rounds: the runner of another source
+tree (a `git worktree` of an earlier commit), so a change to the runner is measured before
+and after in one run, under the same load.
 """
 
 from __future__ import annotations
@@ -56,9 +60,16 @@ def xargs(n: int, processes: int, command: list[str]) -> tuple[float, float]:
     return measured(["xargs", "-P", str(processes), "-I{}", *command], lines)
 
 
-def runner(batch_file: Path, out: Path, processes: int) -> tuple[float, float]:
+def runner(
+    batch_file: Path, out: Path, processes: int, tree: Path | None = None
+) -> tuple[float, float]:
+    """The node runner of this checkout, or of the source `tree` (put first on the path)."""
     argv = [sys.executable, "-m", "airflow_jobforge.node", "run-batch", str(batch_file)]
     argv += ["--output", str(out), "--num-processes", str(processes), "--monitor-interval", "0"]
+    if tree is not None:
+        code = f"import sys, runpy; sys.path.insert(0, {str(tree)!r}); "
+        code += "runpy.run_module('airflow_jobforge.node', run_name='__main__')"
+        argv[1:3] = ["-c", code]
     return measured(argv)
 
 
@@ -81,9 +92,11 @@ def true_jobs(root: Path, n: int) -> Path:
     return batch_file
 
 
-def compare(root: Path, n: int, processes: int) -> None:
+def compare(root: Path, n: int, processes: int, baseline: Path | None = None) -> None:
     batch_file = true_jobs(root, n)
     runs: dict[str, list[tuple[float, float]]] = {"xargs": [], "files": [], "runner": []}
+    if baseline is not None:
+        runs["baseline"] = []
     for k in range(ROUNDS):
         files = root / f"xargs-{n}-{processes}-{k}"
         files.mkdir()
@@ -93,6 +106,10 @@ def compare(root: Path, n: int, processes: int) -> None:
         runs["files"].append(xargs(n, processes, to_files))
         runs["runner"].append(runner(batch_file, out, processes))
         check(out, n)
+        if baseline is not None:
+            out = root / f"baseline-{n}-{processes}-{k}"
+            runs["baseline"].append(runner(batch_file, out, processes, baseline))
+            check(out, n)
     wall = {name: [w for w, _ in got] for name, got in runs.items()}
     cpu = {name: [c for _, c in got] for name, got in runs.items()}
     ratio = min(wall["runner"]) / min(wall["xargs"])
@@ -110,6 +127,14 @@ def compare(root: Path, n: int, processes: int) -> None:
         f"ratio {min(cpu['runner']) / min(cpu['xargs']):.2f}x, "
         f"the runner's own {extra_us:.0f} us per job"
     )
+    if baseline is not None:
+        base_us = (min(cpu["baseline"]) - min(cpu["xargs"])) / n * 1e6
+        print(
+            f"{n} jobs, {processes} processes, this runner against {baseline}'s: wall "
+            f"{spread(wall['runner'])} vs {spread(wall['baseline'])} "
+            f"({min(wall['runner']) / min(wall['baseline']):.2f}x); own CPU per job "
+            f"{extra_us:.0f} vs {base_us:.0f} us"
+        )
 
 
 def create_cost_us(root: Path, n: int = 1_000) -> float:
@@ -125,7 +150,15 @@ def create_cost_us(root: Path, n: int = 1_000) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=None, help="where the runs write (default: temp dir)")
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        default=None,
+        help="also run the node runner of this source tree (e.g. a git worktree of an earlier "
+        "commit), alternating with this one",
+    )
     args = parser.parse_args()
+    baseline = args.baseline_tree.resolve() if args.baseline_tree else None
     cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="jobforge-bench-", dir=args.dir) as tmp:
         root = Path(tmp)
@@ -133,9 +166,9 @@ def main() -> None:
             f"`true` jobs, monitor off, best of {ROUNDS} (best-worst), {cpus} CPUs; "
             f"creating a file in {root.parent}: {create_cost_us(root):.0f} us"
         )
-        compare(root, 2_000, 2)
+        compare(root, 2_000, 2, baseline)
         if cpus >= 16:
-            compare(root, 20_000, 16)
+            compare(root, 20_000, 16, baseline)
         else:
             print(f"20000 jobs, 16 processes: needs a machine with 16 CPUs (this one has {cpus})")
         old = []
