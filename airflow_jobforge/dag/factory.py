@@ -1,6 +1,6 @@
 """JobConfiguration -> Airflow DAG (or TaskGroup to embed in your own DAG).
 
-Two steps: `rendering` computes every task's values from the config (pure, cached on disk for
+Two steps: `dag.render` computes every task's values from the config (pure, cached on disk for
 config files by `render_cache`), then this module creates a few operators per batch. Per batch:
 `submit_NNNN >> wait_NNNN >> results_NNNN` inside a TaskGroup per submission group. Jobs get
 their own task (`job_<name>`) only where it pays: small configs (<= JOB_TASKS_AUTO_MAX jobs,

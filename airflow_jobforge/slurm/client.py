@@ -425,7 +425,7 @@ USAGE_CHUNK = 500  # job ids per sacct call: a bounded argv for runs of thousand
 
 
 def usage_steps(job_ids: Iterable[str], accounting: Accounting) -> Steps[dict[str, BatchUsage]]:
-    """What each job used (results.efficiency), from sacct; {} where accounting is off.
+    """What each job used (slurm.usage), from sacct; {} where accounting is off.
 
     No --starttime: with --jobs sacct then searches all time, and a run's stats are asked
     for long after it ended."""
