@@ -9,6 +9,7 @@ from airflow_jobforge import __version__
 from airflow_jobforge.cli import (
     config_cmds,
     extensions_cmds,
+    pipeline_cmds,
     results_cmds,
     run_cmds,
     stats_cmds,
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     config_cmds.add_parsers(sub)
+    pipeline_cmds.add_parsers(sub)
     extensions_cmds.add_parsers(sub)
     run_cmds.add_parsers(sub)
     results_cmds.add_parsers(sub)

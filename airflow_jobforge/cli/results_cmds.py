@@ -1,6 +1,8 @@
 """`jobforge results show|resubmit`, `jobforge events` and `jobforge cancel`: after the run.
 
-Each takes OUTPUT: a run directory, or an output root whose newest run is meant.
+Each takes OUTPUT: a run directory, or an output root whose newest run is meant. `results
+show` takes a pipeline's run directory too (each stage, then the totals); the others act on
+one run, so of a pipeline they take a stage's directory.
 """
 
 from __future__ import annotations
@@ -10,51 +12,65 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from airflow_jobforge.config import dump_config, load_config
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.results.resubmit import CATEGORIES, DEFAULT_CATEGORIES, resubmit_config
 from airflow_jobforge.results.show import (
+    TableOptions,
     all_succeeded,
+    load_pipeline,
     load_run,
     parse_states,
+    pipeline_json,
+    pipeline_text,
+    run_text,
     select,
     show_json,
-    show_table,
 )
 from airflow_jobforge.rundir.events import EVENT_TYPES, read_events
-from airflow_jobforge.rundir.manifest import resolve_run_dir
+from airflow_jobforge.rundir.pipeline import (
+    is_pipeline_run_dir,
+    resolve_results_dir,
+    single_run_dir,
+)
 
-OUTPUT_HELP = "a run directory, or an output directory (its newest run is used)"
+OUTPUT_HELP = "a run directory, a pipeline's run directory, or an output directory (its newest run)"
+ONE_RUN_HELP = "a run directory (a pipeline stage's), or an output directory (its newest run)"
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    run = load_run(resolve_run_dir(args.output))
-    names = select(run, parse_states(args.status))
-    summary = run.summary()
+    run_dir = resolve_results_dir(args.output)
+    options = TableOptions(
+        states=parse_states(args.status),
+        max_rows=None if args.all else args.max_rows,
+        max_tails=args.tails,
+        tail_lines=args.tail_lines,
+    )
+    if is_pipeline_run_dir(run_dir):
+        pipeline = load_pipeline(run_dir)
+        if args.json:
+            write_json(pipeline_json(pipeline, options))
+        else:
+            print(pipeline_text(pipeline, options))
+        return 0 if pipeline.succeeded() else 1
+    run = load_run(run_dir)
     if args.json:
-        document = show_json(run, names, max_tails=args.tails, tail_lines=args.tail_lines)
-        # One write: json.dump to a stream writes every token apart (18 s for 100,000 jobs).
-        sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
-        return 0 if all_succeeded(summary) else 1
-    print(f"Run: {run.run_dir}")
-    if names:
-        max_rows = None if args.all else args.max_rows
-        print(
-            show_table(
-                run, names, max_rows=max_rows, max_tails=args.tails, tail_lines=args.tail_lines
-            )
-        )
-        if max_rows is not None and len(names) > max_rows:
-            print("(--all lists every job; --json gives everything)")
-    elif args.status:
-        print(f"No job is {' or '.join(parse_states(args.status))}")
-    print(f"\n{summary if summary.total else 'No job found in this run'}")
-    return 0 if all_succeeded(summary) else 1
+        names = select(run, options.states)
+        write_json(show_json(run, names, max_tails=args.tails, tail_lines=args.tail_lines))
+    else:
+        print(run_text(run, options))
+    return 0 if all_succeeded(run.summary()) else 1
+
+
+def write_json(document: dict[str, Any]) -> None:
+    # One write: json.dump to a stream writes every token apart (18 s for 100,000 jobs).
+    sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
 
 
 def cmd_resubmit(args: argparse.Namespace) -> int:
-    run_dir = resolve_run_dir(args.output)
+    run_dir = single_run_dir(args.output)
     run = load_run(run_dir)
     config_file = args.config or (run.manifest.config_file if run.manifest else None)
     if not config_file:
@@ -96,7 +112,7 @@ def cmd_events(args: argparse.Namespace) -> int:
             f"unknown event type {', '.join(map(repr, unknown))}; "
             f"choose from {', '.join(EVENT_TYPES)}"
         )
-    run_dir = resolve_run_dir(args.output)
+    run_dir = single_run_dir(args.output)
     wanted = set(types)
     shown = 0
     for event in read_events(run_dir):
@@ -120,7 +136,7 @@ def default_backend() -> str:
 def cmd_cancel(args: argparse.Namespace) -> int:
     from airflow_jobforge.results.cancel import cancel_run
 
-    run_dir = resolve_run_dir(args.output)
+    run_dir = single_run_dir(args.output)
     backend = args.backend or default_backend()
     if backend == "slurm":
         from airflow_jobforge.slurm.client import SlurmClient
@@ -150,7 +166,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="JADE's counts and a table of jobs (exit code 0 only when every job succeeded)",
         description="Counts and a table of a run's jobs. A job without a result record counts "
         "as missing; a rerun's record wins over the first one. Large runs list only the jobs "
-        "that did not succeed; --all lists every job.",
+        "that did not succeed; --all lists every job. Of a pipeline run: each stage (its "
+        "state and table), then the totals; exit code 0 only when every stage succeeded.",
     )
     p.add_argument("output", metavar="OUTPUT", help=OUTPUT_HELP)
     p.add_argument(
@@ -179,7 +196,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "canceled jobs (default: failed and missing). Blockers that are not resubmitted are "
         "dropped from blocked_by. Nothing to resubmit: says so, writes nothing, exit code 0.",
     )
-    p.add_argument("output", metavar="OUTPUT", help=OUTPUT_HELP)
+    p.add_argument("output", metavar="OUTPUT", help=ONE_RUN_HELP)
     p.add_argument("--failed", action="store_true", help="jobs that ran and exited non-zero")
     p.add_argument(
         "--missing", action="store_true", help="jobs that left no result (killed, walltime)"
@@ -201,7 +218,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_resubmit)
 
     p = sub.add_parser("events", help="a run's event log, in time order")
-    p.add_argument("output", metavar="OUTPUT", help=OUTPUT_HELP)
+    p.add_argument("output", metavar="OUTPUT", help=ONE_RUN_HELP)
     p.add_argument(
         "--type",
         action="append",
@@ -222,7 +239,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "directory and the SLURM commands are: over SSH, run it on the cluster's login node. "
         "Marking the Airflow DAG run failed is done in the Airflow UI.",
     )
-    p.add_argument("output", metavar="OUTPUT_OR_RUN", help=OUTPUT_HELP)
+    p.add_argument("output", metavar="OUTPUT_OR_RUN", help=ONE_RUN_HELP)
     p.add_argument(
         "--backend",
         choices=["slurm", "local"],

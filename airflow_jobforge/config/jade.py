@@ -149,11 +149,19 @@ def _group(group: Any, notes: list[str]) -> Any:
     if not isinstance(group, dict):
         return group
     name = group.get("name")
-    params = group.get("submitter_params") or {}
+    fields = submitter_params_fields(group.get("submitter_params") or {}, f"group {name!r}", notes)
+    return {"name": name, **fields}
+
+
+def submitter_params_fields(params: dict[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
+    """JADE `submitter_params` as submission group fields: `slurm`, `batching`, and
+    `max_concurrent_batches` / `container` when set; what does not carry over is noted.
+
+    Shared by config groups and pipeline stages, which carry the same JADE object.
+    """
     hpc_config = params.get("hpc_config") or {}
     hpc_type = hpc_config.get("hpc_type", "slurm")
     hpc = hpc_config.get("hpc") or {}
-    where = f"group {name!r}"
     if hpc_type != "slurm":
         notes.append(f"{where}: hpc_type {hpc_type!r} becomes SLURM with default parameters")
         hpc = {}
@@ -181,7 +189,7 @@ def _group(group: Any, notes: list[str]) -> Any:
         )
         batching["time_based_batching"] = False
 
-    out: dict[str, Any] = {"name": name, "slurm": slurm, "batching": batching}
+    out: dict[str, Any] = {"slurm": slurm, "batching": batching}
     if params.get("max_nodes") is not None:  # JADE: never more allocations at once
         out["max_concurrent_batches"] = params["max_nodes"]
     singularity = params.get("singularity_params")

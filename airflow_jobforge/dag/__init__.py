@@ -1,11 +1,12 @@
-"""Config -> DAG: the pure render (`render`), its disk cache (`render_cache`), the options
-(`options`) and the Airflow factory (`factory`).
+"""Config or pipeline -> DAG: the pure render (`render`), its disk cache (`render_cache`), the
+options (`options`), the Airflow factory (`factory`), pipelines (`pipeline`) and the DAG
+files' folder loader (`loading`).
 
 The names DAG files use live here, one stable home: `from airflow_jobforge.dag import
-build_dag, load_dags, JobForgeTaskGroup, DagOptions`. They are loaded on first use (PEP 562):
-the render, the cache and the options are pure, and `jobforge` imports them before Airflow
-may be imported (its AIRFLOW_HOME is set first), so importing this package must not import
-Airflow.
+build_dag, build_pipeline_dag, load_dags, JobForgeTaskGroup, DagOptions`. They are loaded on
+first use (PEP 562): the render, the cache and the options are pure, and `jobforge` imports
+them before Airflow may be imported (its AIRFLOW_HOME is set first), so importing this
+package must not import Airflow.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ _EXPORTS = {
     "JobForgeTaskGroup": "airflow_jobforge.dag.factory",
     "build_dag": "airflow_jobforge.dag.factory",
     "build_render_dag": "airflow_jobforge.dag.factory",
-    "config_errors": "airflow_jobforge.dag.factory",
-    "load_dags": "airflow_jobforge.dag.factory",
-    "raise_config_errors": "airflow_jobforge.dag.factory",
+    "build_pipeline_dag": "airflow_jobforge.dag.pipeline",
+    "config_errors": "airflow_jobforge.dag.loading",
+    "load_dags": "airflow_jobforge.dag.loading",
+    "raise_config_errors": "airflow_jobforge.dag.loading",
+    "stage_asset": "airflow_jobforge.operators.stage",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -15,10 +15,7 @@ when A ended, whatever its jobs did; the node runner then cancels B's jobs flagg
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
-from collections.abc import MutableMapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,13 +23,10 @@ from airflow.sdk import DAG, Param, TaskGroup, get_parsing_context
 from airflow.sdk.definitions.taskgroup import TaskGroup as _TaskGroup
 
 from airflow_jobforge.config import JobConfiguration
-from airflow_jobforge.dag.options import DAG_ID_PREFIX, DagOptions, dag_id_for
+from airflow_jobforge.dag.options import DagOptions
 from airflow_jobforge.dag.render import Render, render_config
-from airflow_jobforge.dag.render_cache import render_file
-from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.hooks.slurm import ClusterSettings
 from airflow_jobforge.operators.command import JobForgeCommandOperator
-from airflow_jobforge.operators.config_error import ConfigErrorOperator
 from airflow_jobforge.operators.post_process import JobPostProcessOperator
 from airflow_jobforge.operators.results import (
     BatchResultOperator,
@@ -88,15 +82,16 @@ def add_job_tasks(
 
 
 @dataclass(frozen=True)
-class _Wiring:
+class Wiring:
     """What every task of one rendered config shares: the options, and the cluster settings
     (plain data) that each operator hands to its hook."""
 
     options: DagOptions
     cluster: dict[str, Any]
+    stage: str | None = None
 
     @classmethod
-    def of(cls, options: DagOptions) -> _Wiring:
+    def of(cls, options: DagOptions, stage: str | None = None) -> Wiring:
         settings = ClusterSettings(
             backend=options.backend,
             slurm_conn_id=options.slurm_conn_id,
@@ -105,11 +100,11 @@ class _Wiring:
             pythonpath=options.pythonpath,
             submit_rate_limit=check_rate(options.submit_rate_limit),
         )
-        return cls(options, asdict(settings))
+        return cls(options, asdict(settings), stage)
 
     @property
     def common(self) -> dict[str, Any]:
-        return {"cluster": self.cluster, "output_dir": self.options.output_dir}
+        return {"cluster": self.cluster, "output_dir": self.options.output_dir, "stage": self.stage}
 
 
 @dataclass
@@ -120,23 +115,20 @@ class _BatchTasks:
 
 
 def add_render_tasks(
-    render: Render, options: DagOptions, *, file: str | None = None
+    render: Render, options: DagOptions, *, file: str | None = None, stage: str | None = None
 ) -> tuple[list[Any], list[Any]]:
     """Create the tasks of a rendered config; only operator construction happens here.
 
     Steps: each batch's tasks inside its group's TaskGroup, the edges between batches and
     between per-job tasks, then the run's ends (summary, setup, teardown). A worker that
-    runs one task gets only that task's batch (or the run's ends): see `_worker_batch`."""
+    runs one task gets only that task's batch (or the run's ends): see `_worker_batch`.
+    `stage`: the pipeline stage these tasks run (its own run dir and run key)."""
     options.check(file)
-    wiring = _Wiring.of(options)
+    wiring = Wiring.of(options, stage)
     only = _worker_batch(render)
     if only is not None:
         return _add_for_worker(render, wiring, only)
-    setup = None
-    if render.setup_command:
-        setup = JobForgeCommandOperator(
-            task_id="setup", command=render.setup_command, cluster=wiring.cluster
-        ).as_setup()
+    setup = _setup_task(render, wiring)
     groups: dict[str, _TaskGroup] = {}
     built: dict[str, _BatchTasks] = {}
     job_task: dict[str, Any] = {}
@@ -181,15 +173,19 @@ def _worker_batch(render: Render) -> str | None:
     return ""
 
 
-def _add_for_worker(render: Render, wiring: _Wiring, only: str) -> tuple[list[Any], list[Any]]:
+def _setup_task(render: Render, wiring: Wiring) -> Any:
+    """The config's setup command as Airflow's setup task, if it has one."""
+    if not render.setup_command:
+        return None
+    return JobForgeCommandOperator(
+        task_id="setup", command=render.setup_command, cluster=wiring.cluster, stage=wiring.stage
+    ).as_setup()
+
+
+def _add_for_worker(render: Render, wiring: Wiring, only: str) -> tuple[list[Any], list[Any]]:
     """`only`'s tasks in their group, or (for "") the run's ends alone, without edges."""
     if not only:
-        setup = None
-        if render.setup_command:
-            setup = JobForgeCommandOperator(
-                task_id="setup", command=render.setup_command, cluster=wiring.cluster
-            ).as_setup()
-        return _add_run_ends(render, wiring, setup, [], [])
+        return _add_run_ends(render, wiring, _setup_task(render, wiring), [], [])
     batch = next(b for b in render.batches if b.name == only)
     with TaskGroup(group_id=batch.group):
         tasks = _batch_tasks(batch, render.post, wiring, {})
@@ -197,7 +193,7 @@ def _add_for_worker(render: Render, wiring: _Wiring, only: str) -> tuple[list[An
 
 
 def _batch_tasks(
-    batch: Any, post: dict[str, Any] | None, wiring: _Wiring, job_task: dict[str, Any]
+    batch: Any, post: dict[str, Any] | None, wiring: Wiring, job_task: dict[str, Any]
 ) -> _BatchTasks:
     """submit >> wait >> result task(s) [>> post-process tasks]; records in `job_task` which
     task reports each job."""
@@ -220,6 +216,7 @@ def _batch_tasks(
         task_id=f"wait_{batch.index}",
         submit_task_id=submit.task_id,
         cluster=wiring.cluster,
+        stage=wiring.stage,
         deferrable=wiring.options.deferrable,
         poll_interval=wiring.options.poll_interval,
         max_resubmits=wiring.options.node_failure_retries,
@@ -237,7 +234,7 @@ def _batch_tasks(
 
 
 def _result_tasks(
-    batch: Any, submit: Any, wait: Any, wiring: _Wiring, job_task: dict[str, Any]
+    batch: Any, submit: Any, wait: Any, wiring: Wiring, job_task: dict[str, Any]
 ) -> list[Any]:
     """A `job_<name>` task per job where the render asks for them, else one `results_NNNN`.
     They read the records the wait task pushed (no login to the cluster for them)."""
@@ -267,7 +264,7 @@ def _result_tasks(
 
 
 def _post_tasks(
-    batch: Any, post: dict[str, Any], wiring: _Wiring, job_task: dict[str, Any]
+    batch: Any, post: dict[str, Any], wiring: Wiring, job_task: dict[str, Any]
 ) -> list[Any]:
     posts = []
     for name in batch.jobs:
@@ -298,7 +295,7 @@ def _wire_dependencies(
 
 
 def _add_run_ends(
-    render: Render, wiring: _Wiring, setup: Any, first: list[Any], last: list[Any]
+    render: Render, wiring: Wiring, setup: Any, first: list[Any], last: list[Any]
 ) -> tuple[list[Any], list[Any]]:
     """The summary after everything, and the config's setup/teardown as Airflow's."""
     summary = RunSummaryOperator(
@@ -321,6 +318,7 @@ def _add_run_ends(
             task_id="teardown",
             command=render.teardown_command,
             cluster=wiring.cluster,
+            stage=wiring.stage,
             trigger_rule=ALL_DONE,
         )
         if setup is not None:
@@ -422,116 +420,3 @@ class JobForgeTaskGroup(TaskGroup):
         super().__init__(group_id=group_id, **kwargs)
         with self:
             add_job_tasks(config, options, file=file)
-
-
-def config_paths(path_or_glob: str | os.PathLike[str]) -> list[str]:
-    pattern = str(path_or_glob)
-    return sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
-
-
-def load_dags(
-    path_or_glob: str | os.PathLike[str],
-    namespace: MutableMapping[str, Any],
-    options: DagOptions | None = None,
-    *,
-    dag_id_prefix: str = DAG_ID_PREFIX,
-    cache: bool = True,
-    **kwargs: Any,
-) -> dict[str, DAG]:
-    """One DAG per config file matching `path_or_glob` (`<dag_id_prefix><file stem>`), put in
-    `namespace` (a DAG file's globals()), all with the same options.
-
-    A task's worker re-parses the whole DAG file and says which DAG it wants
-    (`get_parsing_context()`): then only that config is read and built, and none when no
-    config of this call has that id, as Airflow documents for dynamic DAGs. Without a
-    context (the dag-processor, tests) every config is built. Renders come from
-    `render_cache` (`cache=False` skips it), so a warm worker never re-validates a config.
-
-    A broken config becomes a failing placeholder DAG of its own name, shown as "BROKEN
-    CONFIG <dag id>", its error in the description, docs and only task; it never hides the
-    others. It is not an Airflow import error of this file on purpose: Airflow 3.3 marks
-    every DAG of a file with an import error stale (`_update_import_errors`): gone from the
-    DAG list, never scheduled, refused when triggered. `raise_config_errors` in a DAG file of
-    its own makes broken configs import errors of that file instead.
-
-    :param path_or_glob: a config file, or a glob of them (`/configs/*.json`)
-    :param namespace: where the DAGs go, the DAG file's `globals()`
-    :param options: how the tasks run (`DagOptions`)
-    :param dag_id_prefix: each DAG's id is this prefix plus the file's stem
-    :param cache: use the on-disk render cache (`$JOBFORGE_CACHE_DIR`)
-    :param kwargs: `DagOptions` fields, then `build_render_dag`'s (schedule, any `DAG(...)`
-        argument)
-    """
-    options = DagOptions.take(options, kwargs)
-    wanted = get_parsing_context().dag_id
-    dags = {}
-    for path in config_paths(path_or_glob):
-        dag_id = dag_id_for(path, dag_id_prefix)
-        if wanted is not None and dag_id != wanted:
-            continue
-        rendered = render_file(path, job_tasks=options.job_tasks, use_cache=cache)
-        dag = None
-        error = rendered.error
-        if rendered.render is not None:
-            try:
-                dag = build_render_dag(rendered.render, dag_id, options, file=path, **dict(kwargs))
-            except JobForgeError as exc:
-                error = exc.one_line()
-        if dag is None:
-            assert error is not None
-            log.error("jobforge config %s: %s", path, error)
-            dag = _broken_dag(dag_id, path, error)
-        dags[dag_id] = namespace[dag_id] = dag
-    return dags
-
-
-def config_errors(
-    path_or_glob: str | os.PathLike[str], *, job_tasks: bool | None = None
-) -> list[str]:
-    """The error of each broken config matching `path_or_glob` (one line per config)."""
-    errors = []
-    for path in config_paths(path_or_glob):
-        rendered = render_file(path, job_tasks=job_tasks)
-        if rendered.error is not None:
-            errors.append(rendered.error)
-    return errors
-
-
-def raise_config_errors(
-    path_or_glob: str | os.PathLike[str], *, job_tasks: bool | None = None
-) -> None:
-    """Fail when a config matching `path_or_glob` is broken: call it from a DAG file that
-    defines no DAG, and the dag-processor records the error as that file's import error —
-    the UI's import-errors banner, `GET /api/v2/importErrors`, `airflow dags
-    list-import-errors` — naming each broken config, job and reason.
-
-    Why a file of its own: Airflow 3.3 marks every DAG of a file that has an import error
-    stale, so raising in the file of `load_dags` would hide and stop its good DAGs.
-    Cheap: the same cached renders as `load_dags`; workers never parse a file without DAGs.
-    Airflow's discovery safe mode only parses files that contain "airflow" and "dag": say
-    "DAG" in that file's docstring.
-
-    :param path_or_glob: the same config file or glob as the `load_dags` call
-    :param job_tasks: as given to `load_dags`
-    """
-    errors = config_errors(path_or_glob, job_tasks=job_tasks)
-    if errors:
-        n = len(errors)
-        raise JobForgeError(
-            f"{n} broken jobforge config{'s' if n != 1 else ''}:\n" + "\n".join(errors)
-        )
-
-
-def _broken_dag(dag_id: str, path: str, error: str) -> DAG:
-    first_line = error.splitlines()[0]
-    with DAG(
-        dag_id,
-        schedule=None,
-        catchup=False,
-        tags=["jobforge", "config-error"],
-        dag_display_name=f"BROKEN CONFIG {dag_id}",
-        description=f"BROKEN CONFIG {path}: {first_line}"[:1000],
-        doc_md=f"### Broken jobforge config `{path}`\n\n```\n{error}\n```",
-    ) as dag:
-        ConfigErrorOperator(task_id="config_error", error=error)
-    return dag

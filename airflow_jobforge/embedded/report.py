@@ -35,6 +35,7 @@ class RunResult:
     log_dir: Path | None = None  # the task logs, when they did not go to the console
     failed_tasks: list[TaskFailure] = field(default_factory=list)
     output_problem: str | None = None  # the run dir cannot be written now (full disk...)
+    pipeline: bool = False  # a pipeline's run: jobs are `<stage>/<job>`, run dirs per stage
 
 
 def format_report(result: RunResult) -> str:
@@ -48,7 +49,10 @@ def format_report(result: RunResult) -> str:
         ),
         "",
         str(result.summary),
-        f"Results: {result.run_dir}/results/*.jsonl; job output: {result.run_dir}/job-output/",
+        f"Results: {result.run_dir}/<stage>/results/*.jsonl; job output: "
+        f"{result.run_dir}/<stage>/job-output/ (`jobforge results show {result.run_dir}`)"
+        if result.pipeline
+        else f"Results: {result.run_dir}/results/*.jsonl; job output: {result.run_dir}/job-output/",
     ]
     if result.output_problem and not result.summary.no_record_reason:
         lines.append(
@@ -68,7 +72,8 @@ def format_report(result: RunResult) -> str:
 
 def _stderr_tail(run_dir: Path) -> Callable[[str], str]:
     def tail(name: str) -> str:
-        return tail_file(run_dir / "job-output" / f"{name}.err", TAIL_LINES)
+        stage, _, job = name.rpartition("/")  # a pipeline's `<stage>/<job>`
+        return tail_file(run_dir / stage / "job-output" / f"{job}.err", TAIL_LINES)
 
     return tail
 

@@ -25,6 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow_jobforge.config import load_config
+from airflow_jobforge.config.pipeline import (
+    Pipeline,
+    is_pipeline_file,
+    load_pipeline,
+    load_stage_config,
+    resolve_config_file,
+)
 from airflow_jobforge.dag.options import DagOptions, dag_id_for
 from airflow_jobforge.embedded.home import DEFAULT_HOME, log_folder, prepare_airflow_home
 from airflow_jobforge.embedded.logs import (
@@ -41,15 +48,30 @@ from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.planning.selection import Selection, rerun_kinds
 from airflow_jobforge.rundir import NOT_WRITABLE, Summary, collect_results, summarize
 from airflow_jobforge.rundir import unwritable_reason as _unwritable_reason
-from airflow_jobforge.rundir.manifest import safe_run_id
+from airflow_jobforge.rundir.manifest import read_manifest, safe_run_id
+from airflow_jobforge.rundir.pipeline import add_summaries, is_pipeline_run_dir, read_stages
 
 __all__ = ["DEFAULT_HOME", "parse_params", "progress_line", "run", "run_config"]
 
 DAG_FILE_TEMPLATE = '''"""Written by `jobforge run`; rebuilt on every run."""
 from airflow_jobforge.config import load_config
+from airflow_jobforge.config.pipeline import (
+    Pipeline,
+    is_pipeline_file,
+    load_pipeline,
+    load_stage_config,
+    resolve_config_file,
+)
 from airflow_jobforge.dag import DagOptions, build_dag
 
 dag = build_dag(load_config({config!r}), {dag_id!r}, DagOptions(**{options!r}), file={config!r})
+'''
+PIPELINE_DAG_FILE_TEMPLATE = '''"""Written by `jobforge run`; rebuilt on every run."""
+from airflow_jobforge.config.pipeline import load_pipeline
+from airflow_jobforge.dag import DagOptions, build_pipeline_dag
+
+pipeline = load_pipeline({config!r}, check_configs=False)[0]
+dag = build_pipeline_dag(pipeline, {dag_id!r}, DagOptions(**{options!r}), file={config!r})
 '''
 
 
@@ -93,7 +115,12 @@ def run(
     :param airflow_home: AIRFLOW_HOME (default `$JOBFORGE_AIRFLOW_HOME`, else `.jobforge/airflow`)
     :param verbose: Airflow's logs on the console
     """
-    config = load_config(config_file)  # report config errors before starting Airflow
+    # Report config errors before starting Airflow.
+    if is_pipeline_file(config_file):
+        config: Any = load_pipeline(config_file)[0]
+    else:
+        config = load_config(config_file)
+    pipeline = isinstance(config, Pipeline)
     home = Path(airflow_home or os.environ.get("JOBFORGE_AIRFLOW_HOME") or DEFAULT_HOME).resolve()
     params = params or {}
     options = _here(options or DagOptions())
@@ -104,18 +131,28 @@ def run(
         options = options.for_dag(dag_id, config_file)
         dag = _load_dag(config, config_file, home, dag_id, options, verbose)
         base = Path(str(options.output_dir))
-        selected = _selected_jobs(config, params, base if local else None)
+        selected = [] if pipeline else _selected_jobs(config, params, base if local else None)
         when = datetime.now(timezone.utc)
         run_id = _manual_run_id(when)
         log_dir = run_log_dir(log_folder(home), dag_id, run_id) if router else None
         if router is not None and log_dir is not None:
             router.open_run_log(log_dir / RUN_LOG)
         printer = ProgressPrinter(console.err)
-        watch = _progress(base / safe_run_id(run_id), len(selected)) if local else None
+        watch = None
+        if local:
+            watch = (
+                _pipeline_progress(base / safe_run_id(run_id), _static_totals(config_file, config))
+                if pipeline
+                else _progress(base / safe_run_id(run_id), len(selected))
+            )
         started = time.perf_counter()
         dr, failures = _run_with_progress(dag, params, when, router, log_dir, printer, watch)
         seconds = time.perf_counter() - started
         run_dir = base / safe_run_id(dr.run_id)
+        if pipeline:
+            stages = [stage.name for stage in config.stages]
+            reader = collect_results if local else lambda path: _remote_records(dag, path)
+            return _pipeline_result(dr, seconds, run_dir, stages, reader, local, log_dir, failures)
         records = collect_results(run_dir) if local else _remote_records(dag, run_dir)
         problem = _unwritable_reason(run_dir) if local else None
         reason = f"{NOT_WRITABLE} ({problem})" if problem else None
@@ -191,20 +228,95 @@ def _load_dag(
     for stale in dag_file.parent.glob("jobforge_*.py"):  # dag.test() parses the whole folder
         if stale != dag_file:
             stale.unlink()
+    pipeline = isinstance(config, Pipeline)
+    template = PIPELINE_DAG_FILE_TEMPLATE if pipeline else DAG_FILE_TEMPLATE
     dag_file.write_text(
-        DAG_FILE_TEMPLATE.format(config=config_path, dag_id=dag_id, options=options.to_dict())
+        template.format(config=config_path, dag_id=dag_id, options=options.to_dict())
     )
     from airflow.settings import configure_orm
 
     # Airflow reads AIRFLOW_HOME when first imported: the factory comes after the home is set.
     from airflow_jobforge.dag.factory import build_dag
+    from airflow_jobforge.dag.pipeline import build_pipeline_dag
 
     configure_orm()
     from airflow_jobforge.embedded import execution_api
 
     if not execution_api.install() and verbose:
         print("jobforge: Airflow's stock in-process Execution API", file=sys.stderr)
+    if pipeline:
+        return build_pipeline_dag(config, dag_id, options, file=config_path)
     return build_dag(config, dag_id, options, file=config_path)
+
+
+def _static_totals(pipeline_file: str, pipeline: Pipeline) -> dict[str, int]:
+    """The job count of each stage with a config file (a generated stage's plan task writes
+    its manifest, which says it, at once)."""
+    return {
+        stage.name: len(
+            load_stage_config(resolve_config_file(pipeline_file, stage), stage=stage.name)[0].jobs
+        )
+        for stage in pipeline.stages
+        if stage.config_file
+    }
+
+
+def _pipeline_progress(run_dir: Path, totals: dict[str, int]) -> _Progress:
+    """The progress line of the stage that runs now: `stage 2/3 aggregate: <its line>`."""
+    ended = threading.Event()
+
+    def line() -> str | None:
+        if not is_pipeline_run_dir(run_dir):
+            return None
+        stages = read_stages(run_dir)
+        current = next((s for s in reversed(stages) if (run_dir / s.entry.name).is_dir()), None)
+        if current is None:
+            return None
+        manifest = read_manifest(run_dir / current.entry.name)
+        total = len(manifest.jobs) if manifest is not None else totals.get(current.entry.name, 0)
+        where = f"stage {current.entry.number}/{len(stages)} {current.entry.name}"
+        progress = progress_line(run_dir / current.entry.name, total, ended.is_set())
+        return f"{where}: {progress}" if progress else where
+
+    return _Progress(line, ended)
+
+
+def _pipeline_result(
+    dr: Any,
+    seconds: float,
+    run_dir: Path,
+    stages: list[str],
+    read: Callable[[Path], dict[str, Any]],
+    local: bool,
+    log_dir: Path | None,
+    failures: list[TaskFailure],
+) -> RunResult:
+    """A pipeline run's result: the jobs of every stage, named `<stage>/<job>` (a stage's
+    jobs are those its manifest names where it is readable here, else those it recorded)."""
+    records: dict[str, Any] = {}
+    selected: list[str] = []
+    summaries = []
+    for stage in stages:
+        stage_dir = run_dir / stage
+        manifest = read_manifest(stage_dir) if local else None
+        stage_records = read(stage_dir)
+        names = list(manifest.jobs) if manifest is not None else list(stage_records)
+        selected += [f"{stage}/{n}" for n in names]
+        records.update({f"{stage}/{n}": r for n, r in stage_records.items()})
+        summaries.append(summarize(stage_records.values(), names))
+    return RunResult(
+        dag_run_id=dr.run_id,
+        state=str(getattr(dr.state, "value", dr.state)),
+        seconds=seconds,
+        run_dir=run_dir,
+        selected=selected,
+        records=records,
+        summary=add_summaries(summaries),
+        local_output=local,
+        log_dir=log_dir,
+        failed_tasks=failures,
+        pipeline=True,
+    )
 
 
 def _manual_run_id(when: datetime) -> str:

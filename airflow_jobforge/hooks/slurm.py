@@ -16,6 +16,7 @@ from airflow.sdk import BaseHook
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.slurm.limits import SubmissionGate, check_rate
 from airflow_jobforge.slurm.protocol import AsyncBatchClient, BatchClient
+from airflow_jobforge.slurm.transport import CommandResult, LocalTransport
 
 Backend = Literal["local", "slurm"]
 
@@ -149,20 +150,22 @@ class SlurmHook(BaseHook):
 
     def run_command(self, command: str) -> tuple[int, str, str]:
         """Run a config's setup/teardown command where jobs are submitted (worker/login node)."""
-        argv = ["bash", "-c", command]
+        result = self.run_argv(["bash", "-c", command])
+        return result.returncode, result.stdout, result.stderr
+
+    def run_argv(self, argv: list[str], timeout: float = 24 * 3600) -> CommandResult:
+        """Run `argv` where jobs are submitted: the worker, or the login node over SSH (the
+        transport quotes every argument)."""
         if self.settings.backend == "slurm" and self.settings.ssh_conn_id:
             from airflow_jobforge.hooks.ssh_transport import SSHTransport
 
             transport: Any = SSHTransport(self.settings.ssh_conn_id)
         else:
-            from airflow_jobforge.slurm.transport import LocalTransport
-
             transport = LocalTransport()
         try:
-            result = transport.run(argv, timeout=24 * 3600)
+            return transport.run(argv, timeout=timeout)
         finally:
             transport.close()
-        return result.returncode, result.stdout, result.stderr
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

@@ -42,9 +42,18 @@ def with_infra_retries(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 class ClusterMixin:
-    """`cluster` is ClusterSettings as a dict: plain data that serializes with the DAG."""
+    """`cluster` is ClusterSettings as a dict: plain data that serializes with the DAG.
+
+    `stage`: the pipeline stage the task belongs to, if any. A stage writes under its own
+    dir of the pipeline's run dir and tags its SLURM jobs with its own run key, so two
+    stages' batches of the same name never meet (`run_output_dir`, `context_run_key`)."""
 
     cluster: dict[str, Any]
+    stage: str | None = None
+
+    def __init__(self, *args: Any, stage: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stage = stage
 
     @property
     def hook(self) -> SlurmHook:
@@ -115,13 +124,36 @@ def context_attempt(context: Any, retries: int | None) -> Attempt:
     return attempt(ti.try_number, getattr(ti, "max_tries", None), retries or 0)
 
 
+def _stage(context: Any) -> str | None:
+    return getattr(context.get("task"), "stage", None)
+
+
 def context_run_key(context: Any) -> str:
-    return run_key(context["dag"].dag_id, context["run_id"])
+    stage = _stage(context)
+    return run_key(context["dag"].dag_id, context["run_id"], stage)
+
+
+def run_dir_of(base: str, run_id: str, stage: str | None = None) -> str:
+    """`<base>/<run id>[/<stage>]`: each DAG run (and each stage of a pipeline run) writes
+    under its own directory, so records of other runs never mix in."""
+    run_dir = f"{base.rstrip('/')}/{safe_run_id(run_id)}"
+    return f"{run_dir}/{stage}" if stage else run_dir
 
 
 def run_output_dir(base: str, context: Any) -> str:
-    """Each DAG run writes under its own directory: records of other runs never mix in."""
-    return f"{base.rstrip('/')}/{safe_run_id(context['run_id'])}"
+    return run_dir_of(base, context["run_id"], _stage(context))
+
+
+def pull_own(context: Any, task_id: str, key: str = "return_value") -> Any:
+    """An XCom of a task of the same batch: in a generated stage the batch's tasks are
+    mapped (one map index per batch) and each reads its own index's value."""
+    ti = context["ti"]
+    index = getattr(ti, "map_index", None)
+    if isinstance(index, int) and index >= 0:
+        return ti.xcom_pull(task_ids=task_id, key=key, map_indexes=index)
+    if key == "return_value":
+        return ti.xcom_pull(task_ids=task_id)
+    return ti.xcom_pull(task_ids=task_id, key=key)
 
 
 def run_selection(context: Any, base_output_dir: str, client: BatchClient | None) -> Selection:
@@ -136,7 +168,7 @@ def run_selection(context: Any, base_output_dir: str, client: BatchClient | None
     if not rerun_of:
         return Selection(patterns)
     kinds = rerun_kinds(params.get("rerun"))
-    earlier_dir = f"{base_output_dir.rstrip('/')}/{safe_run_id(str(rerun_of))}"
+    earlier_dir = run_dir_of(base_output_dir, str(rerun_of), _stage(context))
     earlier = client.read_results(earlier_dir)
     if not earlier:
         raise JobForgeError(

@@ -21,6 +21,7 @@ from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_attempt,
     context_run_key,
+    pull_own,
     run_output_dir,
     with_infra_retries,
 )
@@ -111,7 +112,7 @@ class _ResultBase(ClusterMixin, BaseOperator):
         push them over SSH only (files here are cheaper than XCom): without SSH, no asking."""
         if not self.wait_task_id or not self.cluster.get("ssh_conn_id"):
             return None
-        data = context["ti"].xcom_pull(task_ids=self.wait_task_id, key=XCOM_KEY)
+        data = pull_own(context, self.wait_task_id, XCOM_KEY)
         if not data:
             return None
         return Pushed(records_from_xcom(data.get("records")) or {}, dict(data.get("tails") or {}))
@@ -125,7 +126,7 @@ class _ResultBase(ClusterMixin, BaseOperator):
 
     def _rerun(self, context: Any, names: list[str], cleared_try: int) -> None:
         """Submit `names` alone, tagged per (task, cleared try): adopted if already there."""
-        submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
+        submitted = pull_own(context, self.submit_task_id)
         if not submitted:
             raise AirflowFailException(f"batch {self.batch} was never submitted: nothing to rerun")
         full_batch = self.batch_spec or submitted["request"]["batch"]
@@ -326,7 +327,13 @@ class RunSummaryOperator(_ResultBase):
         states = RuntimeTaskInstance.get_task_states(
             dag_id=context["dag"].dag_id, run_ids=[run_id]
         ).get(run_id, {})
-        return sorted(t for t, state in states.items() if state in RED and t != self.task_id)
+        # A pipeline stage answers for its own tasks only: the stage before it is done.
+        scope = f"{self.stage}." if self.stage else ""
+        return sorted(
+            t
+            for t, state in states.items()
+            if state in RED and t != self.task_id and t.startswith(scope)
+        )
 
     def _write_report(self, run_dir: str, client: BatchClient) -> dict[str, ResultRecord] | None:
         """Counts and efficiency (sacct) in the log, `report.html` with the plots in the run

@@ -6,6 +6,8 @@ Routes (all under one DAG run, `/dags/{dag_id}/runs/{run_id}`):
   GET  `/jobs/{job}/{out|err}`   the tail of a job's stdout/stderr
   GET  `/report`     the run's report.html (sandboxed: it runs in an opaque origin)
   POST `/resubmit`   a new run of the DAG with conf `rerun_of` = this run
+Of a pipeline run, `/data` also lists the stages, and the GET routes take `?stage=NAME`
+(default: `rundata.default_stage`): the stage whose jobs, output and report they serve.
 
 Auth is Airflow's own: each route depends on `requires_access_dag` (core_api.security),
 which resolves the user from an `Authorization: Bearer` header or, in the browser, the
@@ -15,8 +17,8 @@ run's POST permission (as the REST API's trigger does). Plain dependencies, not
 `AuthManagerDep`/`DagBagDep`: those read `request.app.state`, which in a mounted app is
 this app's state, not the api-server's.
 
-The run dir is found in the run's XCom (the summary's `run_dir`, else a submit task's
-request) and read on the api-server's own file system (`rundata`).
+The run dir is found in the run's XCom (a `pipeline_run_dir`, a summary's `run_dir`, else a
+submit task's request) and read on the api-server's own file system (`rundata`).
 """
 
 from __future__ import annotations
@@ -65,17 +67,19 @@ def run_state(run: DagRun) -> str:
 
 
 def xcom_entries(session: Session, dag_id: str, run_id: str) -> list[tuple[str, str, Any]]:
-    """The XComs that can name the run dir: the summary's `run_dir`, the submit tasks' return
-    values (LIKE narrows; `rundata.find_run_dir` matches exactly). Never the job tasks' own:
-    a 10,000-job run has 10,000 of them."""
+    """The XComs that can name the run dir: a `pipeline_run_dir`, the summaries' `run_dir`
+    (a pipeline stage's too), the submit tasks' return values (LIKE narrows;
+    `rundata.find_run_location` matches exactly). Never the job tasks' own: a 10,000-job run
+    has 10,000 of them."""
     rows = session.execute(
         select(XComModel.task_id, XComModel.key, XComModel.value).where(
             XComModel.dag_id == dag_id,
             XComModel.run_id == run_id,
             XComModel.map_index == -1,
             or_(
+                XComModel.key == rundata.PIPELINE_RUN_DIR_KEY,
                 and_(
-                    XComModel.task_id == rundata.SUMMARY_TASK,
+                    XComModel.task_id.like("%" + rundata.SUMMARY_TASK),
                     XComModel.key == rundata.RUN_DIR_KEY,
                 ),
                 and_(XComModel.key == "return_value", XComModel.task_id.like("%submit%")),
@@ -85,22 +89,23 @@ def xcom_entries(session: Session, dag_id: str, run_id: str) -> list[tuple[str, 
     return [(row.task_id, row.key, XComModel.deserialize_value(row)) for row in rows]
 
 
-def run_dir_of(session: Session, dag_id: str, run_id: str) -> tuple[str, dict[str, str]]:
-    """(run dir, submitted job -> batch); 404 with the reason when no task named it yet."""
-    run_dir, submitted = rundata.find_run_dir(xcom_entries(session, dag_id, run_id))
-    if run_dir is None:
+def run_dir_of(session: Session, dag_id: str, run_id: str) -> rundata.RunLocation:
+    """Where the run's results are; 404 with the reason when no task named it yet."""
+    location = rundata.find_run_location(xcom_entries(session, dag_id, run_id))
+    if location.run_dir is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             "no jobforge run directory is known for this run yet: no submit task has run "
             "(or this is no jobforge DAG)",
         )
-    return run_dir, submitted
+    return location
 
 
-def readable_run_dir(session: Session, dag_id: str, run_id: str) -> str:
-    run_dir, _ = run_dir_of(session, dag_id, run_id)
+def readable_run_dir(session: Session, dag_id: str, run_id: str, stage: str | None) -> str:
+    """The run dir, or of a pipeline run the stage's dir."""
+    location = run_dir_of(session, dag_id, run_id)
     try:
-        return str(rundata.check_run_dir(run_dir))
+        return str(rundata.results_dir(location.run_dir or "", stage))
     except JobForgeError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
@@ -121,7 +126,9 @@ def create_app() -> FastAPI:
         return HTMLResponse(PAGE.read_text(encoding="utf-8"))
 
     @app.get(RUN + "/data", dependencies=[can_read_run])
-    def results_data(dag_id: str, run_id: str, session: SessionDep) -> dict[str, Any]:
+    def results_data(
+        dag_id: str, run_id: str, session: SessionDep, stage: str | None = None
+    ) -> dict[str, Any]:
         run = dag_run(session, dag_id, run_id)
         conf = run.conf or {}
         head = {
@@ -131,13 +138,13 @@ def create_app() -> FastAPI:
             "rerun_of": conf.get("rerun_of") if isinstance(conf, dict) else None,
         }
         try:
-            run_dir, submitted = run_dir_of(session, dag_id, run_id)
+            location = run_dir_of(session, dag_id, run_id)
         except HTTPException as exc:
             return {**head, "available": False, "run_dir": None, "message": exc.detail}
         try:
-            results = rundata.run_results(run_dir, submitted)
+            results = rundata.page_data(location, stage)
         except JobForgeError as exc:
-            return {**head, "available": False, "run_dir": run_dir, "message": str(exc)}
+            return {**head, "available": False, "run_dir": location.run_dir, "message": str(exc)}
         return {**head, "available": True, "message": "", **results}
 
     @app.get(RUN + "/jobs/{job}/{stream}", dependencies=[can_read_logs])
@@ -148,17 +155,20 @@ def create_app() -> FastAPI:
         stream: str,
         session: SessionDep,
         lines: Annotated[int, Query(ge=1, le=1000)] = 40,
+        stage: str | None = None,
     ) -> dict[str, Any]:
         try:  # before any path is built from the name
             rundata.check_output_request(job, stream)
         except JobForgeError as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-        run_dir = readable_run_dir(session, dag_id, run_id)
+        run_dir = readable_run_dir(session, dag_id, run_id, stage)
         return rundata.job_output(run_dir, job, stream, lines)
 
     @app.get(RUN + "/report", dependencies=[can_read_run])
-    def report(dag_id: str, run_id: str, session: SessionDep) -> FileResponse:
-        path = rundata.report_file(readable_run_dir(session, dag_id, run_id))
+    def report(
+        dag_id: str, run_id: str, session: SessionDep, stage: str | None = None
+    ) -> FileResponse:
+        path = rundata.report_file(readable_run_dir(session, dag_id, run_id, stage))
         if path is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no report yet")
         # Its scripts run, but in an opaque origin, even when opened outside the page.

@@ -8,6 +8,10 @@ that (a run still going, or a summary that never ran) from the batch files the b
 when they started, plus the batches the submit tasks sent (their XCom carries each batch's
 spec), plus whatever left a record. A job known only from there and without a record is
 missing, as in `summarize`: none is lost because its batch never started.
+
+A pipeline run shows its stages (state, counts) and one stage's jobs at a time: its run dir
+is found from any of its stage dirs (the submit tasks' and summaries' XCom name those) by
+the `pipeline.json` above them, or from a `pipeline_run_dir` XCom of any task.
 """
 
 from __future__ import annotations
@@ -16,15 +20,31 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from airflow_jobforge.config.fields import check_job_name
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.planning.selection import DEFAULT_RERUN, rerun_kinds
-from airflow_jobforge.rundir import ResultRecord, collect_results, job_state, summarize, tail_file
+from airflow_jobforge.rundir import (
+    ResultRecord,
+    Summary,
+    collect_results,
+    job_state,
+    summarize,
+    tail_file,
+)
 from airflow_jobforge.rundir.batches import BATCHES_DIR
 from airflow_jobforge.rundir.manifest import read_manifest
+from airflow_jobforge.rundir.pipeline import (
+    FAILED,
+    RUNNING,
+    Stage,
+    is_pipeline_run_dir,
+    read_pipeline_manifest,
+    read_stages,
+)
 
 JOB_OUTPUT_DIR = "job-output"
 REPORT = "report.html"
@@ -32,6 +52,9 @@ STREAMS = ("out", "err")
 RERUN_KEYS = ("rerun_of", "rerun")
 SUMMARY_TASK = "summary"
 RUN_DIR_KEY = "run_dir"
+PIPELINE_RUN_DIR_KEY = "pipeline_run_dir"
+# The run's summary, a pipeline stage's (`simulate.summary`), the pipeline's own.
+_SUMMARY_TASK = re.compile(r"(?:^|\.)(?:pipeline_)?summary$")
 # Submit tasks sit at the DAG's top level or in a group: `submit_0000`, `short.submit_0000`.
 _SUBMIT_TASK = re.compile(r"(?:^|\.)submit_\d+$")
 _DIGITS = re.compile(r"(\d+)")
@@ -151,13 +174,7 @@ def run_results(
         "jobs": [
             job_row(name, jobs[name], records.get(name)) for name in sorted(jobs, key=natural)
         ],
-        "counts": {
-            "total": summary.total,
-            "ok": summary.successful,
-            "failed": summary.failed,
-            "canceled": summary.canceled,
-            "missing": summary.missing,
-        },
+        "counts": run_counts(summary),
         "report": (path / REPORT).is_file(),
     }
 
@@ -198,32 +215,198 @@ def report_file(run_dir: str | os.PathLike[str]) -> Path | None:
     return path if path.is_file() else None
 
 
-def find_run_dir(
-    entries: Iterable[tuple[str, str, Any]],
-) -> tuple[str | None, dict[str, str]]:
-    """(run dir, job -> batch of the submitted batches) from a DAG run's XCom entries
-    (task id, key, deserialized value).
+@dataclass(frozen=True)
+class RunLocation:
+    """Where a DAG run's XCom says its results are. `submitted`: job -> batch of every
+    submitted batch; `submitted_by_dir`: the same per run dir the batches wrote to (a
+    pipeline's stage dirs)."""
 
-    The summary's `run_dir` wins; else the `output_dir` of any submit task's request: every
-    submit task of a run writes under the same run dir."""
+    run_dir: str | None
+    submitted: dict[str, str] = field(default_factory=dict)
+    submitted_by_dir: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def find_run_location(entries: Iterable[tuple[str, str, Any]]) -> RunLocation:
+    """The run dir from a DAG run's XCom entries (task id, key, deserialized value).
+
+    A `pipeline_run_dir` of any task wins, then a summary's `run_dir`, else the
+    `output_dir` of any submit task's request: every submit task of a run writes under the
+    same run dir (of a pipeline: under a stage dir of the same pipeline run dir)."""
     run_dir: str | None = None
     from_summary: str | None = None
+    pipeline: str | None = None
+    by_dir: dict[str, dict[str, str]] = {}
     submitted: dict[str, str] = {}
     for task_id, key, value in entries:
-        if task_id == SUMMARY_TASK and key == RUN_DIR_KEY and isinstance(value, str) and value:
-            from_summary = value
+        if isinstance(value, str) and value:
+            if key == PIPELINE_RUN_DIR_KEY:
+                pipeline = value
+            elif key == RUN_DIR_KEY and _SUMMARY_TASK.search(task_id):
+                from_summary = value
         if key != "return_value" or not _SUBMIT_TASK.search(task_id):
             continue
         request = value.get("request") if isinstance(value, Mapping) else None
         if not isinstance(request, Mapping):
             continue
-        if run_dir is None and isinstance(request.get("output_dir"), str):
-            run_dir = request["output_dir"]
+        output_dir = request.get("output_dir")
+        if not isinstance(output_dir, str):
+            continue
+        if run_dir is None:
+            run_dir = output_dir
         batch = request.get("batch")
         if isinstance(batch, Mapping):
+            mine = by_dir.setdefault(os.path.normpath(output_dir), {})
             for name in _spec_job_names(batch):
                 submitted.setdefault(name, str(batch.get("batch", "")))
-    return from_summary or run_dir, submitted
+                mine.setdefault(name, str(batch.get("batch", "")))
+    return RunLocation(pipeline or from_summary or run_dir, submitted, by_dir)
+
+
+def find_run_dir(
+    entries: Iterable[tuple[str, str, Any]],
+) -> tuple[str | None, dict[str, str]]:
+    """(run dir, job -> batch of the submitted batches): `find_run_location` in short."""
+    location = find_run_location(entries)
+    return location.run_dir, location.submitted
+
+
+def pipeline_dir_of(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The pipeline run dir `run_dir` is, or is a stage dir of; None for a plain run."""
+    path = Path(run_dir)
+    if is_pipeline_run_dir(path):
+        return path
+    manifest = read_pipeline_manifest(path.parent)
+    if manifest is not None and manifest.stage(path.name) is not None:
+        return path.parent
+    return None
+
+
+def run_counts(summary: Summary) -> dict[str, int]:
+    return {
+        "total": summary.total,
+        "ok": summary.successful,
+        "failed": summary.failed,
+        "canceled": summary.canceled,
+        "missing": summary.missing,
+    }
+
+
+def _stage_counts(stage: Stage, submitted: Mapping[str, str] | None) -> dict[str, int] | None:
+    """A stage's counts alone (its rows are built only for the stage shown)."""
+    if not stage.started and not submitted:
+        return None
+    records = collect_results(stage.dir)
+    jobs, _ = expected_jobs(stage.dir, submitted)
+    for name, record in records.items():
+        jobs.setdefault(name, record.batch)
+    return run_counts(summarize(records.values(), jobs))
+
+
+def default_stage(stages: Sequence[Stage]) -> Stage:
+    """The stage a user looks at first: the first failed, else the one running, else the
+    last that started, else the first."""
+    for wanted in (FAILED, RUNNING):
+        found = next((s for s in stages if s.state == wanted), None)
+        if found is not None:
+            return found
+    started = [s for s in stages if s.started]
+    return started[-1] if started else stages[0]
+
+
+def chosen_stage(pipeline_dir: Path, name: str | None) -> Stage:
+    """The stage `name` of the pipeline (None: `default_stage`); a name it has not is an
+    error, so a request names no other directory."""
+    stages = read_stages(pipeline_dir)
+    if not stages:
+        raise JobForgeError("the pipeline has no stages", file=str(pipeline_dir))
+    if name is None:
+        return default_stage(stages)
+    found = next((s for s in stages if s.name == name), None)
+    if found is None:
+        raise JobForgeError(
+            f"no stage {name!r} in this pipeline; its stages: " + ", ".join(s.name for s in stages)
+        )
+    return found
+
+
+def results_dir(run_dir: str | os.PathLike[str], stage: str | None = None) -> Path:
+    """Where a job's output and a report are read: the run dir, or of a pipeline run the
+    chosen stage's dir."""
+    path = check_run_dir(pipeline_dir_of(run_dir) or run_dir)
+    if not is_pipeline_run_dir(path):
+        return path
+    return chosen_stage(path, stage).dir
+
+
+def pipeline_results(
+    pipeline_dir: str | os.PathLike[str],
+    stage: str | None = None,
+    submitted_by_dir: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, Any]:
+    """The page's data for a pipeline run: `run_results` of the chosen stage (None: the
+    `default_stage`), and under `pipeline` every stage with its state and counts."""
+    path = check_run_dir(pipeline_dir)
+    manifest = read_pipeline_manifest(path)
+    stages = read_stages(path, manifest)
+    chosen = chosen_stage(path, stage)
+    by_dir = {os.path.normpath(k): v for k, v in (submitted_by_dir or {}).items()}
+    shown: dict[str, Any] | None = None
+    rows = []
+    totals = dict.fromkeys(("total", "ok", "failed", "canceled", "missing"), 0)
+    for one in stages:
+        submitted = by_dir.get(os.path.normpath(one.dir))
+        if one.name == chosen.name and (one.started or submitted):
+            shown = run_results(one.dir, submitted)
+            counts = shown["counts"]
+        else:
+            counts = _stage_counts(one, submitted)
+        for key, value in (counts or {}).items():
+            totals[key] += value
+        entry = one.entry
+        rows.append(
+            {
+                "name": entry.name,
+                "number": entry.number,
+                "kind": entry.kind,
+                "describe": entry.describe(),
+                "on_failure": entry.on_failure,
+                "state": one.state,
+                "reason": one.reason,
+                "run_dir": str(one.dir),
+                "counts": counts,
+                "report": (one.dir / REPORT).is_file(),
+            }
+        )
+    if shown is None:  # a stage not started (or still generating its config): no jobs yet
+        shown = {
+            "run_dir": str(chosen.dir),
+            "manifest": False,
+            "jobs": [],
+            "counts": dict.fromkeys(totals, 0),
+            "report": False,
+        }
+    return {
+        **shown,
+        "stage": chosen.name,
+        "pipeline": {
+            "run_dir": str(path),
+            "pipeline_file": manifest.pipeline_file if manifest else None,
+            "stages": rows,
+            "counts": totals,
+            "report": (path / REPORT).is_file(),
+        },
+    }
+
+
+def page_data(location: RunLocation, stage: str | None = None) -> dict[str, Any]:
+    """What `/data` serves: a plain run's `run_results`, or a pipeline's `pipeline_results`
+    (`pipeline` set, `stage` the one shown)."""
+    if location.run_dir is None:
+        raise JobForgeError("no run directory is known for this run yet")
+    pipeline = pipeline_dir_of(location.run_dir)
+    if pipeline is not None:
+        return pipeline_results(pipeline, stage, location.submitted_by_dir)
+    return {**run_results(location.run_dir, location.submitted), "pipeline": None}
 
 
 def rerun_conf(

@@ -6,6 +6,9 @@ its data. A run of 100,000 jobs must still give a file a browser opens: node ser
 thinned to MAX_POINTS per trace, histograms are binned here, and the job timeline shows at
 most MAX_TIMELINE_ROWS jobs (every job that did not succeed first, then an even sample of the
 rest), the page says how many it shows.
+
+A pipeline run gets an index page besides (`write_pipeline_report`): its stages, their
+states and counts, each linking to the stage's own report.
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ import html
 import math
 import os
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from airflow_jobforge.results.show import expected_jobs
 from airflow_jobforge.results.stats import (
     BATCH_HEADER,
     NODE_HEADER,
     PEAK_HEADER,
+    PipelineStats,
     RunStats,
     batch_rows,
     fmt_duration,
@@ -33,7 +39,15 @@ from airflow_jobforge.results.stats import (
     totals_line,
     write_efficiency,
 )
-from airflow_jobforge.rundir.records import ResultRecord, job_state
+from airflow_jobforge.rundir.manifest import read_manifest
+from airflow_jobforge.rundir.pipeline import Stage, add_summaries, read_stages, stages_line
+from airflow_jobforge.rundir.records import (
+    ResultRecord,
+    Summary,
+    collect_results,
+    job_state,
+    summarize,
+)
 from airflow_jobforge.slurm.usage import BatchUsage
 
 REPORT_FILE = "report.html"
@@ -343,3 +357,95 @@ def build_report(run_dir: Path, usage: dict[str, BatchUsage] | None = None) -> P
     if usage:
         write_efficiency(run_dir, stats.usage)
     return write_report(run_dir, stats)
+
+
+def _stage_summary(run_dir: Path) -> Summary:
+    """The counts alone: no monitor samples read, as `load_run` would."""
+    records = collect_results(run_dir)
+    return summarize(records.values(), expected_jobs(run_dir, records, read_manifest(run_dir)))
+
+
+def pipeline_report_html(run_dir: Path, stages: Sequence[Stage], links: Mapping[str, str]) -> str:
+    """The index page: one row per stage, a link to each stage report in `links`."""
+    header = ["stage", "name", "kind", "state", "reason", "total", "successful", "failed"]
+    header += ["canceled", "missing", "report"]
+    summaries: list[Summary] = []
+    rows = []
+    for stage in stages:
+        summary = _stage_summary(stage.dir) if stage.started else None
+        if summary is not None:
+            summaries.append(summary)
+        figures = (
+            [summary.total, summary.successful, summary.failed, summary.canceled, summary.missing]
+            if summary is not None
+            else [""] * 5
+        )
+        state = html.escape(stage.state)
+        cells = [
+            f"<td class='n'>{stage.entry.number}</td>",
+            f"<td>{html.escape(stage.name)}</td>",
+            f"<td>{html.escape(stage.entry.describe())}</td>",
+            f"<td class='{state.replace(' ', '-')}'>{state}</td>",
+            f"<td>{html.escape(stage.reason or '')}</td>",
+            *(f"<td class='n'>{f}</td>" for f in figures),
+            f"<td><a href='{html.escape(links[stage.name])}'>report</a></td>"
+            if stage.name in links
+            else "<td></td>",
+        ]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    total = add_summaries(summaries)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>jobforge pipeline report: {html.escape(run_dir.name)}</title>"
+        f"<style>{_STYLE} .failed {{ color: #d62728; }} .success {{ color: #2ca02c; }}</style>"
+        "</head><body><h1>jobforge pipeline report</h1>"
+        f"<p class='note'>{html.escape(str(run_dir))}<br>made "
+        f"{html.escape(time.strftime('%Y-%m-%d %H:%M:%S %Z'))}</p>"
+        f"<p>{html.escape(stages_line(list(stages)))}; {html.escape(str(total))}</p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        "</body></html>\n"
+    )
+
+
+def write_pipeline_report(
+    run_dir: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
+    stage_reports: Mapping[str, str | os.PathLike[str]] | None = None,
+) -> Path:
+    """`<pipeline run>/report.html` (or `path`), atomically: the stages and a link to each
+    stage's report, `stage_reports` (stage -> file) or else `<stage>/report.html` where the
+    stage's summary wrote one. Links are relative to the index, so the run dir can move."""
+    run_dir = Path(run_dir)
+    target = Path(path) if path else run_dir / REPORT_FILE
+    stages = read_stages(run_dir)
+    reports = {
+        stage.name: Path(stage_reports[stage.name])
+        if stage_reports and stage.name in stage_reports
+        else stage.dir / REPORT_FILE
+        for stage in stages
+    }
+    links = {
+        name: urllib.parse.quote(os.path.relpath(report, target.parent))
+        for name, report in reports.items()
+        if report.is_file()
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    tmp.write_text(pipeline_report_html(run_dir, stages, links), encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def write_pipeline_reports(stats: PipelineStats, path: str | os.PathLike[str]) -> Path:
+    """`jobforge stats PIPELINE --html PATH`: the index at `path`, each stage's report
+    beside it (`<stem>.<stage>.html`), the run dir untouched. Returns the index's path."""
+    index = Path(path)
+    reports = {
+        stage.name: write_report(
+            one.run_dir, one, index.with_name(f"{index.stem}.{stage.name}.html")
+        )
+        for stage, one in stats.stages
+        if one is not None
+    }
+    return write_pipeline_report(stats.run_dir, index, reports)

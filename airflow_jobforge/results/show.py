@@ -1,4 +1,5 @@
-"""What `jobforge results show` reads and reports: one row per expected job of a run.
+"""What `jobforge results show` reads and reports: one row per expected job of a run, and
+of a pipeline run each stage's (a heading, the stage's table) then the totals.
 
 A run's records say what happened; they are silent about jobs whose batch never started. So
 the jobs a run was meant to run come first from its manifest (`run.json`) and, without one,
@@ -21,6 +22,16 @@ from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.rundir.batches import BATCHES_DIR
 from airflow_jobforge.rundir.events import BATCH_SUBMITTED, read_events
 from airflow_jobforge.rundir.manifest import RunManifest, read_manifest
+from airflow_jobforge.rundir.pipeline import (
+    PipelineRunManifest,
+    Stage,
+    add_summaries,
+    pipeline_succeeded,
+    read_pipeline_manifest,
+    read_stages,
+    stage_heading,
+    stages_line,
+)
 from airflow_jobforge.rundir.records import (
     ResultRecord,
     Summary,
@@ -279,13 +290,7 @@ def show_json(
         "run_dir": str(run.run_dir.resolve()),
         "run_id": run.manifest.run_id if run.manifest else None,
         "dag_id": run.manifest.dag_id if run.manifest else None,
-        "counts": {
-            "total": summary.total,
-            "successful": summary.successful,
-            "failed": summary.failed,
-            "canceled": summary.canceled,
-            "missing": summary.missing,
-        },
+        "counts": counts(summary),
         "all_succeeded": all_succeeded(summary),
         "jobs": jobs,
     }
@@ -294,3 +299,139 @@ def show_json(
 def all_succeeded(summary: Summary) -> bool:
     """The exit code's question. A run that knows of no job did not succeed."""
     return summary.total > 0 and summary.successful == summary.total
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """How much of a run the terminal view lists (`results show`'s options)."""
+
+    states: tuple[str, ...] = ()
+    max_rows: int | None = 40
+    max_tails: int = 5
+    tail_lines: int = 5
+
+
+def run_text(run: RunResults, options: TableOptions, *, summary_line: bool = True) -> str:
+    """`results show` of one run: its dir, the table of its selected jobs, its counts."""
+    names = select(run, options.states)
+    out = [f"Run: {run.run_dir}"]
+    if names:
+        out.append(
+            show_table(
+                run,
+                names,
+                max_rows=options.max_rows,
+                max_tails=options.max_tails,
+                tail_lines=options.tail_lines,
+            )
+        )
+        if options.max_rows is not None and len(names) > options.max_rows:
+            out.append("(--all lists every job; --json gives everything)")
+    elif options.states:
+        out.append(f"No job is {' or '.join(options.states)}")
+    if summary_line:
+        summary = run.summary()
+        out.append(f"\n{summary if summary.total else 'No job found in this run'}")
+    return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class StageResults:
+    """A stage and, once it left a run dir, what it holds."""
+
+    stage: Stage
+    run: RunResults | None
+
+    def summary(self) -> Summary | None:
+        return self.run.summary() if self.run is not None else None
+
+
+@dataclass(frozen=True)
+class PipelineResults:
+    run_dir: Path
+    manifest: PipelineRunManifest
+    stages: list[StageResults]
+
+    def summaries(self) -> list[Summary]:
+        return [s for stage in self.stages if (s := stage.summary()) is not None]
+
+    def totals(self) -> Summary:
+        return add_summaries(self.summaries())
+
+    def succeeded(self) -> bool:
+        """The exit code's question: every stage succeeded, and every job of each."""
+        return pipeline_succeeded([s.stage for s in self.stages], self.summaries())
+
+    def totals_line(self) -> str:
+        return f"total: {stages_line([s.stage for s in self.stages])}; {self.totals()}"
+
+
+def load_pipeline(run_dir: str | os.PathLike[str]) -> PipelineResults:
+    """Read a pipeline run dir: every stage in order, the run of each that left one."""
+    run_dir = Path(run_dir)
+    manifest = read_pipeline_manifest(run_dir)
+    if manifest is None:
+        raise JobForgeError("no readable pipeline.json: not a pipeline run dir", file=str(run_dir))
+    stages = [
+        StageResults(stage, load_run(stage.dir) if stage.started else None)
+        for stage in read_stages(run_dir, manifest)
+    ]
+    return PipelineResults(run_dir, manifest, stages)
+
+
+def pipeline_text(pipeline: PipelineResults, options: TableOptions) -> str:
+    """Each stage: its heading, then the table of its run; at the end the totals."""
+    out = [f"Pipeline: {pipeline.run_dir}"]
+    for stage in pipeline.stages:
+        out += ["", stage_heading(stage.stage, stage.summary())]
+        if stage.run is not None:
+            out.append(run_text(stage.run, options, summary_line=False))
+    out += ["", pipeline.totals_line()]
+    return "\n".join(out)
+
+
+def pipeline_json(pipeline: PipelineResults, options: TableOptions) -> dict[str, Any]:
+    """Per stage its entry, state and `show_json` document (None before it left a run
+    dir); the totals over all stages."""
+    stages = []
+    for stage in pipeline.stages:
+        entry = stage.stage.entry
+        document = None
+        if stage.run is not None:
+            document = show_json(
+                stage.run,
+                select(stage.run, options.states),
+                max_tails=options.max_tails,
+                tail_lines=options.tail_lines,
+            )
+        stages.append(
+            {
+                "name": entry.name,
+                "number": entry.number,
+                "kind": entry.kind,
+                "config_file": entry.config_file,
+                "command": entry.command,
+                "state": stage.stage.state,
+                "reason": stage.stage.reason,
+                "results": document,
+            }
+        )
+    totals = pipeline.totals()
+    return {
+        "pipeline_dir": str(pipeline.run_dir.resolve()),
+        "run_id": pipeline.manifest.run_id,
+        "dag_id": pipeline.manifest.dag_id,
+        "stages": stages,
+        "counts": counts(totals),
+        "all_succeeded": pipeline.succeeded(),
+    }
+
+
+def counts(summary: Summary) -> dict[str, int]:
+    return {
+        "total": summary.total,
+        "successful": summary.successful,
+        "failed": summary.failed,
+        "canceled": summary.canceled,
+        "missing": summary.missing,
+    }

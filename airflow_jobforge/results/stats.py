@@ -22,6 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow_jobforge.rundir.manifest import read_manifest
+from airflow_jobforge.rundir.pipeline import (
+    Stage,
+    add_summaries,
+    read_stages,
+    stage_heading,
+    stages_line,
+)
 from airflow_jobforge.rundir.records import (
     ResultRecord,
     Summary,
@@ -454,3 +461,110 @@ def run_job_ids(
     as for `gather_stats`."""
     records = collect_results(run_dir) if records is None else records
     return accountable_ids(slurm_jobs(run_dir, records))
+
+
+# --- pipelines --------------------------------------------------------------------------------
+@dataclass
+class PipelineStats:
+    """Each stage with its stats (None before it left a run dir)."""
+
+    run_dir: Path
+    stages: list[tuple[Stage, RunStats | None]]
+
+    def gathered(self) -> list[RunStats]:
+        return [stats for _, stats in self.stages if stats is not None]
+
+    @property
+    def summary(self) -> Summary:
+        return add_summaries([stats.summary for stats in self.gathered()])
+
+    @property
+    def usage(self) -> list[BatchUsage]:
+        return [
+            stats.usage[j.job_id]
+            for stats in self.gathered()
+            for j in stats.slurm_jobs
+            if j.job_id in stats.usage
+        ]
+
+    @property
+    def totals(self) -> UsageTotals:
+        return usage_totals(self.usage)
+
+    @property
+    def job_cpu_time_s(self) -> float | None:
+        """The CPU time the jobs' records give, summed; None when none gives one."""
+        times = [
+            r.cpu_time_s
+            for stats in self.gathered()
+            for r in stats.records.values()
+            if r.cpu_time_s is not None
+        ]
+        return sum(times) if times else None
+
+
+def pipeline_job_ids(run_dir: str | os.PathLike[str]) -> list[str]:
+    """Every stage's SLURM job ids sacct can know: one `client.usage` for the pipeline."""
+    return [i for stage in read_stages(run_dir) if stage.started for i in run_job_ids(stage.dir)]
+
+
+def gather_pipeline_stats(
+    run_dir: str | os.PathLike[str], usage: Mapping[str, BatchUsage] | None = None
+) -> PipelineStats:
+    """`gather_stats` of every stage that left a run dir; `usage` may hold every stage's
+    (each stage keeps the jobs of its own batches)."""
+    return PipelineStats(
+        Path(run_dir),
+        [
+            (stage, gather_stats(stage.dir, usage) if stage.started else None)
+            for stage in read_stages(run_dir)
+        ],
+    )
+
+
+def format_pipeline_stats(stats: PipelineStats, top: int = 10) -> str:
+    """Each stage's heading and stats, then the totals over the stages."""
+    out = [f"Pipeline: {stats.run_dir}"]
+    for stage, one in stats.stages:
+        out += ["", stage_heading(stage, one.summary if one else None)]
+        if one is not None:
+            out.append(format_stats(one, top))
+    out += [
+        "",
+        f"Totals over {stages_line([stage for stage, _ in stats.stages])}",
+        f"Jobs: {stats.summary}",
+    ]
+    if stats.usage:
+        out.append(f"SLURM: {totals_line(stats.totals)}")
+    if stats.job_cpu_time_s is not None:
+        out.append(f"CPU time of the jobs (their records): {fmt_duration(stats.job_cpu_time_s)}")
+    return "\n".join(out)
+
+
+def pipeline_stats_to_dict(stats: PipelineStats, top: int = 10) -> dict[str, Any]:
+    summary = stats.summary
+    return {
+        "pipeline_dir": str(stats.run_dir),
+        "stages": [
+            {
+                "name": stage.name,
+                "number": stage.entry.number,
+                "kind": stage.entry.kind,
+                "state": stage.state,
+                "reason": stage.reason,
+                "stats": stats_to_dict(one, top) if one is not None else None,
+            }
+            for stage, one in stats.stages
+        ],
+        "totals": {
+            "summary": {
+                "total": summary.total,
+                "successful": summary.successful,
+                "failed": summary.failed,
+                "canceled": summary.canceled,
+                "missing": summary.missing,
+            },
+            "usage": stats.totals.__dict__ if stats.usage else None,
+            "job_cpu_time_s": stats.job_cpu_time_s,
+        },
+    }

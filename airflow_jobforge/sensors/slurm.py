@@ -37,6 +37,7 @@ from airflow_jobforge.operators.base import (
     emit_events,
     job_info,
     killed_by_user,
+    pull_own,
     task_key,
     with_infra_retries,
 )
@@ -157,11 +158,11 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         if self.batch is not None:
             return self.batch
         if submitted is None:
-            submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
+            submitted = pull_own(context, self.submit_task_id)
         return ((submitted or {}).get("request") or {}).get("batch")
 
     def _submitted(self, context: Any) -> SubmittedData | None:
-        submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
+        submitted = pull_own(context, self.submit_task_id)
         if not submitted or not submitted.get("request"):
             return submitted
         if "job_names" not in submitted["request"]["batch"]:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 
 
-def run_key(dag_id: str, run_id: str) -> str:
-    """A short, tag-safe key unique per DAG run (run ids hold ':' and '+')."""
-    return hashlib.sha1(f"{dag_id}\0{run_id}".encode()).hexdigest()[:12]
+def run_key(dag_id: str, run_id: str, stage: str | None = None) -> str:
+    """A short, tag-safe key unique per DAG run (run ids hold ':' and '+'), and per stage of
+    a pipeline run."""
+    text = f"{dag_id}\0{run_id}" + (f"\0{stage}" if stage else "")
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def submit_tag(key: str, batch: str, try_number: int, kind: str = "t") -> str:

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import get_parsing_context
 
-from airflow_jobforge.dag.factory import load_dags
+from airflow_jobforge.dag.loading import load_dags
 
 # A slow worker, on request: the fault test that kills a worker right after sbatch freezes
 # the API server while this submit task parses; the task then gets through sbatch (no API
@@ -63,7 +63,7 @@ load_dags("{shared}/configs/scheduled/*.json", globals(), backend="slurm",
 
 ERRORS_FILE_TEXT = '''"""Written by tests/deployment/workload.py: broken configs as this DAG file's
 import errors (a file without DAGs, so the good DAGs of the folder stay live)."""
-from airflow_jobforge.dag.factory import raise_config_errors
+from airflow_jobforge.dag.loading import raise_config_errors
 
 raise_config_errors("{shared}/configs/cli/*.json")
 '''

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_jobforge.dag.factory import dag_id_for
+from airflow_jobforge.dag.options import dag_id_for
 from airflow_jobforge.rundir import collect_results, read_records
 from airflow_jobforge.rundir.events import read_events
 from airflow_jobforge.rundir.manifest import read_manifest

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from airflow_jobforge.config import load_config
-from airflow_jobforge.dag.factory import build_dag, dag_id_for
+from airflow_jobforge.dag.factory import build_dag
+from airflow_jobforge.dag.options import dag_id_for
 from airflow_jobforge.rundir import collect_results, read_records
 
 from .airflow_helpers import clear_and_resume, run, task_states

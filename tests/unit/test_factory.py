@@ -7,7 +7,8 @@ import json
 import pytest
 
 from airflow_jobforge.config import parse_configuration
-from airflow_jobforge.dag.factory import JobForgeTaskGroup, build_dag, load_dags
+from airflow_jobforge.dag.factory import JobForgeTaskGroup, build_dag
+from airflow_jobforge.dag.loading import load_dags
 from airflow_jobforge.errors import ConfigError, JobForgeError
 from airflow_jobforge.planning.selection import selected
 from airflow_jobforge.rundir.batches import BatchSpec, JobSpec, restrict_batch
@@ -283,12 +284,12 @@ def write_configs(folder, names):
 
 
 def test_a_worker_builds_only_the_dag_it_runs_and_reads_no_other_config(tmp_path, monkeypatch):
-    from airflow_jobforge.dag import factory
+    from airflow_jobforge.dag import loading
 
     write_configs(tmp_path, ["one", "two", "three"])
     rendered = []
-    real = factory.render_file
-    monkeypatch.setattr(factory, "render_file", lambda p, **kw: rendered.append(p) or real(p, **kw))
+    real = loading.render_file
+    monkeypatch.setattr(loading, "render_file", lambda p, **kw: rendered.append(p) or real(p, **kw))
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "jobforge_two")
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "summary")
     namespace: dict = {}
@@ -311,12 +312,12 @@ def test_without_a_parsing_context_every_config_is_built(tmp_path, monkeypatch):
 
 
 LOADER = """
-from airflow_jobforge.dag.factory import load_dags
+from airflow_jobforge.dag.loading import load_dags
 load_dags({pattern!r}, globals(), output_dir="/tmp/o")
 """
 ERRORS = """
 # Defines no DAG: Airflow's safe mode parses it because it names "airflow" and "dag".
-from airflow_jobforge.dag.factory import raise_config_errors
+from airflow_jobforge.dag.loading import raise_config_errors
 raise_config_errors({pattern!r})
 """
 
@@ -351,7 +352,7 @@ def test_a_broken_config_is_an_import_error_of_its_own_file_and_hides_no_dag(tmp
 
 
 def test_raise_config_errors_is_silent_when_every_config_is_fine(tmp_path):
-    from airflow_jobforge.dag.factory import raise_config_errors
+    from airflow_jobforge.dag.loading import raise_config_errors
 
     write_configs(tmp_path, ["one"])
     raise_config_errors(tmp_path / "*.json")

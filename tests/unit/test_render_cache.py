@@ -11,7 +11,7 @@ import pytest
 from airflow.serialization.serialized_objects import DagSerialization
 
 from airflow_jobforge.dag import render_cache
-from airflow_jobforge.dag.factory import load_dags
+from airflow_jobforge.dag.loading import load_dags
 from airflow_jobforge.dag.render_cache import SUFFIX, render_file
 
 CONFIG = {
