@@ -3,6 +3,8 @@ drift from it.
 
 - `<!-- jobforge:config-reference -->` becomes a table of fields per model, read from the
   JSON Schema of `JobConfiguration` (the same schema `jobforge config schema` prints).
+- `<!-- jobforge:pipeline-reference -->` the same for pipeline files, from the JSON Schema of
+  `Pipeline` (what `jobforge pipeline schema` prints).
 - `<!-- jobforge:cli-reference -->` becomes every `jobforge` command and sub-command with its
   usage and options, read from the argparse parsers of `build_parser()`, plus the node
   runner's own command line.
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 CONFIG_MARKER = "<!-- jobforge:config-reference -->"
+PIPELINE_MARKER = "<!-- jobforge:pipeline-reference -->"
 CLI_MARKER = "<!-- jobforge:cli-reference -->"
 # argparse wraps usage lines at the terminal width; a fixed one makes the pages reproducible.
 USAGE_COLUMNS = "88"
@@ -30,6 +33,7 @@ USAGE_COLUMNS = "88"
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any, **kwargs: Any) -> str:
     renderers: dict[str, Callable[[], str]] = {
         CONFIG_MARKER: config_reference,
+        PIPELINE_MARKER: pipeline_reference,
         CLI_MARKER: cli_reference,
     }
     for marker, render in renderers.items():
@@ -44,9 +48,19 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any, **kwargs
 def config_reference() -> str:
     from airflow_jobforge.config.models import JobConfiguration
 
-    schema = JobConfiguration.model_json_schema(by_alias=True)
+    return _schema_reference("JobConfiguration", JobConfiguration.model_json_schema(by_alias=True))
+
+
+def pipeline_reference() -> str:
+    from airflow_jobforge.config.pipeline import Pipeline
+
+    return _schema_reference("Pipeline", Pipeline.model_json_schema(by_alias=True))
+
+
+def _schema_reference(top: str, schema: dict[str, Any]) -> str:
+    """A section per model: the top level first, then each model where it first appears."""
     defs: dict[str, Any] = schema.get("$defs", {})
-    sections = [_model_section("JobConfiguration", schema, "The file's top level.")]
+    sections = [_model_section(top, schema, "The file's top level.")]
     for name, path in _models_in_order(schema, defs):
         sections.append(_model_section(name, defs[name], f"At `{path}`." if path else ""))
     return "\n".join(sections)

@@ -206,13 +206,19 @@ class PipelineStage(_Frozen):
     )
     command: str | None = Field(
         default=None,
-        description="Generator: run by bash in the pipeline run dir when the stage starts, "
+        description="Generator: run by bash in command_dir when the stage starts, "
         "it writes the stage's config (our format or JADE's) to config_output",
+    )
+    command_dir: Literal["run", "pipeline"] = Field(
+        default="run",
+        description="Where command runs: 'run' (the pipeline run dir) or 'pipeline' (the "
+        "pipeline file's directory, as JADE runs auto-config commands: relative script paths "
+        "then work)",
     )
     config_output: str | None = Field(
         default=None,
-        description="Where command writes the config, relative to the pipeline run dir "
-        "(.json or .toml, no '..'); default <stage name>/config.json",
+        description="Where command writes the config, relative to command_dir "
+        "(.json or .toml, no '..'); default <stage name>/config.json in the pipeline run dir",
     )
     overrides: StageOverrides = Field(
         default_factory=StageOverrides,
@@ -771,6 +777,7 @@ def _jade_stage(raw: Any, number: int, notes: list[str]) -> Any:
     stage: dict[str, Any] = {"name": name, "on_failure": "continue"}
     if raw.get("auto_config_cmd") is not None:
         stage["command"] = raw["auto_config_cmd"]
+        stage["command_dir"] = "pipeline"  # JADE runs it where it was started
         if raw.get("config_file") is not None:
             stage["config_output"] = raw["config_file"]
     else:

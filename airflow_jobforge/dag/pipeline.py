@@ -44,7 +44,8 @@ from airflow_jobforge.operators.stage import (
     StageStartOperator,
     stage_asset,
 )
-from airflow_jobforge.rundir.pipeline import PipelineRunManifest, StageEntry
+from airflow_jobforge.planning.stages import stage_entries
+from airflow_jobforge.rundir.pipeline import PipelineRunManifest
 from airflow_jobforge.sensors.planned import PlannedJobSensor
 
 
@@ -77,18 +78,10 @@ def config_path(pipeline_file: str | None, stage: PipelineStage) -> str:
 
 def pipeline_manifest(pipeline: Pipeline, pipeline_file: str | None) -> dict[str, Any]:
     """What every run's `pipeline.json` says of the stages (the run's ids are added then)."""
-    entries = [
-        StageEntry(
-            name=stage.name,
-            number=number,
-            kind="generated" if stage.command else "config",
-            config_file=config_path(pipeline_file, stage) if stage.config_file else None,
-            command=stage.command,
-            on_failure=stage.on_failure,
-        )
-        for number, stage in enumerate(pipeline.stages, 1)
-    ]
-    manifest = PipelineRunManifest(stages=entries, pipeline_file=pipeline_file)
+    file = pipeline_file or os.path.join(os.getcwd(), "-")
+    manifest = PipelineRunManifest(
+        stages=stage_entries(pipeline, file), pipeline_file=pipeline_file
+    )
     return json.loads(manifest.to_json())
 
 
@@ -105,18 +98,18 @@ def add_pipeline_tasks(
     for number, stage in enumerate(pipeline.stages, 1):
         own = stage_options(options, stage)
         wiring = Wiring.of(own, stage.name)
+        after_continue = previous is not None and previous.on_failure == "continue"
         with TaskGroup(group_id=stage.name, tooltip=_tooltip(number, stage)) as group:
             start = StageStartOperator(
                 task_id="start",
                 manifest=manifest,
-                trigger_rule=ALL_DONE
-                if previous is not None and previous.on_failure == "continue"
-                else "all_success",
+                previous=previous.name if after_continue else None,
+                trigger_rule=ALL_DONE if after_continue else "all_success",
                 doc_md=f"Stage {number} `{stage.name}` starts",
                 **wiring.common,
             )
             if stage.command:
-                summary = _generated_stage(stage, number, pipeline, wiring, start)
+                summary = _generated_stage(stage, number, pipeline, wiring, start, file)
             else:
                 render = render_stage(stage, file, own.job_tasks)
                 heads, tails = add_render_tasks(
@@ -124,8 +117,10 @@ def add_pipeline_tasks(
                 )
                 start >> heads
                 # The summary fails when a job did: `done` must follow it, not only the
-                # teardown (which runs whatever happened).
-                summary = [group.children[f"{stage.name}.summary"], *tails]
+                # teardown (which runs whatever happened). A worker that runs one batch's
+                # task builds only that batch (`factory._worker_batch`): no summary then.
+                summary = [group.children.get(f"{stage.name}.summary"), *tails]
+                summary = [task for task in summary if task is not None]
             done = StageDoneOperator(
                 task_id="done",
                 asset=stage_asset(dag_id, stage.name),
@@ -157,7 +152,12 @@ def _tooltip(number: int, stage: PipelineStage) -> str:
 
 
 def _generated_stage(
-    stage: PipelineStage, number: int, pipeline: Pipeline, wiring: Wiring, start: Any
+    stage: PipelineStage,
+    number: int,
+    pipeline: Pipeline,
+    wiring: Wiring,
+    start: Any,
+    file: str | None,
 ) -> Any:
     """plan >> batches (mapped: submit >> wait >> results) >> summary."""
     options = wiring.options
@@ -168,6 +168,10 @@ def _generated_stage(
         earlier=earlier,
         command=stage.command,
         config_output=stage.config_output,
+        command_dir=os.path.dirname(os.path.abspath(file))
+        if file and stage.command_dir == "pipeline"
+        else None,
+        pipeline_file=os.path.abspath(file) if file else None,
         overrides=stage.overrides.model_dump(mode="json", exclude_none=True),
         doc_md=f"Runs `{stage.command}` and plans the config it writes",
         **wiring.common,

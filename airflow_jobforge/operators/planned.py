@@ -145,6 +145,7 @@ class PlannedSubmitOperator(FromPlan, SlurmSubmitOperator):
             run_ids=[run_id],
         ).get(run_id, {})
 
+
 class PlannedBatchResultOperator(FromPlan, BatchResultOperator):
     """`BatchResultOperator` of a generated stage's batch: clearing it re-runs the batch's
     jobs that did not succeed, alone.

@@ -318,7 +318,20 @@ class RunSummaryOperator(_ResultBase):
         self.config_file = config_file
 
     def execute(self, context: Any) -> Any:
+        if self.stage and not self._stage_started(context):
+            # It runs whatever happened (ALL_DONE); a stage that never started has no jobs
+            # to count (none of them is missing) and no manifest to leave.
+            raise AirflowSkipException(f"stage {self.stage} did not start")
         return self._report(context, self._selected(context), None)
+
+    def _stage_started(self, context: Any) -> bool:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        run_id, gate = context["run_id"], f"{self.stage}.start"
+        states = RuntimeTaskInstance.get_task_states(
+            dag_id=context["dag"].dag_id, task_ids=[gate], run_ids=[run_id]
+        ).get(run_id, {})
+        return str(states.get(gate)) == "success"
 
     def _red_tasks(self, context: Any) -> list[str]:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance

@@ -19,14 +19,14 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from airflow.sdk import Asset, BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_jobforge.config.pipeline import (
     StageOverrides,
     apply_stage_overrides,
     load_stage_config,
 )
-from airflow_jobforge.errors import JobForgeError
+from airflow_jobforge.errors import ConfigError, JobForgeError
 from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_run_key,
@@ -87,15 +87,21 @@ class StageStartOperator(_PipelineTask):
     and the UI read to show a pipeline run stage by stage.
 
     :param manifest: the pipeline's stages (`PipelineRunManifest` as a dict, without run)
+    :param previous: the stage before, when its failure does not stop this one (`continue`)
     :param output_dir: the pipeline's base output directory
     :param cluster: `ClusterSettings` as a dict (where the run dir is written)
     """
 
-    def __init__(self, *, manifest: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(
+        self, *, manifest: dict[str, Any], previous: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.manifest = manifest
+        self.previous = previous
 
     def execute(self, context: Any) -> None:
+        if self.previous is not None:
+            self._skip_if_previous_skipped(context)
         manifest = PipelineRunManifest.from_dict(
             {**self.manifest, "dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
         )
@@ -104,6 +110,22 @@ class StageStartOperator(_PipelineTask):
         # Where the UI's results tab finds the run before any summary ran.
         context["ti"].xcom_push(key="pipeline_run_dir", value=str(path.parent))
         self.log.info("stage %s starts; pipeline run dir %s", self.stage, path.parent)
+
+    def _skip_if_previous_skipped(self, context: Any) -> None:
+        """After a stage whose failure does not stop the pipeline (`on_failure: continue`)
+        this gate runs whatever that stage did (ALL_DONE): but when that stage never
+        started, an earlier stage stopped the pipeline, and this one must not run either."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        run_id = context["run_id"]
+        gate = f"{self.previous}.start"
+        states = RuntimeTaskInstance.get_task_states(
+            dag_id=context["dag"].dag_id, task_ids=[gate], run_ids=[run_id]
+        ).get(run_id, {})
+        if str(states.get(gate)) != "success":
+            raise AirflowSkipException(
+                f"stage {self.previous} did not run: an earlier stage failed"
+            )
 
 
 class StagePlanOperator(_PipelineTask):
@@ -117,8 +139,11 @@ class StagePlanOperator(_PipelineTask):
 
     :param number: the stage's number in the pipeline (1-based)
     :param earlier: the names of the stages before it
-    :param command: the generator, run by bash in the pipeline run dir
-    :param config_output: where it writes the config, relative to the pipeline run dir
+    :param command: the generator, run by bash in the pipeline run dir (or `command_dir`)
+    :param config_output: where it writes the config, relative to where it runs
+    :param command_dir: where it runs, if not in the pipeline run dir (JADE's commands run
+        in the pipeline file's directory)
+    :param pipeline_file: the pipeline file (`JOBFORGE_PIPELINE_FILE` in its environment)
     :param overrides: the stage's overrides (`StageOverrides` as a dict)
     :param output_dir: the pipeline's base output directory
     :param cluster: `ClusterSettings` as a dict (where the command runs)
@@ -131,10 +156,14 @@ class StagePlanOperator(_PipelineTask):
         earlier: list[str],
         command: str,
         config_output: str | None = None,
+        command_dir: str | None = None,
+        pipeline_file: str | None = None,
         overrides: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.command_dir = command_dir
+        self.pipeline_file = pipeline_file
         self.number = number
         self.earlier = earlier
         self.command = command
@@ -149,6 +178,8 @@ class StagePlanOperator(_PipelineTask):
             self.number,
             tuple(self.earlier),
             self.config_output,
+            self.command_dir,
+            self.pipeline_file,
         )
         hook = self.hook
         result = hook.run_argv(run.generator_argv(self.command))
@@ -159,23 +190,28 @@ class StagePlanOperator(_PipelineTask):
             self._fail("the generator command failed", result.returncode, output)
         text = self._read_config(run.config_path)
         if text is None:
-            self._fail(f"the generator wrote no config at {run.config_path}", 0, output)
+            self._fail(f"the generator wrote no config at {run.config_path}", None, output)
         try:
             config, notes = self._load(run.config_path, text)
             config = apply_stage_overrides(config, StageOverrides.model_validate(self.overrides))
         except JobForgeError as exc:
-            self._fail(f"the generated config is invalid: {exc}", 0, output)
+            reason = (
+                "; ".join(str(p) for p in exc.problems)
+                if isinstance(exc, ConfigError)
+                else exc.reason
+            )
+            self._fail(f"the generated config is invalid: {reason}", None, output)
         for note in notes:
             self.log.info("%s: not carried over: %s", run.config_path, note)
         if not config.jobs:
-            self._fail(f"the generated config {run.config_path} has no jobs", 0, output)
+            self._fail(f"the generated config {run.config_path} has no jobs", None, output)
         batches = planned_batches(config)
         limit = _max_map_length()
         if len(batches) > limit:
             self._fail(
                 f"{len(batches)} batches exceed Airflow's [core] max_map_length "
                 f"({limit}): raise it, or the groups' per_node_batch_size",
-                0,
+                None,
                 "",
             )
         return self._hand_out(context, batches, run)

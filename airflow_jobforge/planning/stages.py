@@ -13,12 +13,15 @@ command is the only text a shell interprets, as a job's command is.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_jobforge.config.models import JobConfiguration
+from airflow_jobforge.config.pipeline import Pipeline, resolve_config_file
 from airflow_jobforge.planning.planner import batch_spec, merge_arrays, plan_batches
+from airflow_jobforge.rundir.pipeline import CONFIG, GENERATED, StageEntry
 
 ENV_OUTPUT_DIR = "JOBFORGE_PIPELINE_OUTPUT_DIR"
 ENV_STAGE_NUM = "JOBFORGE_STAGE_NUM"
@@ -26,6 +29,7 @@ ENV_STAGE_NAME = "JOBFORGE_STAGE_NAME"
 ENV_STAGE_DIR = "JOBFORGE_STAGE_DIR"
 ENV_STAGE_CONFIG = "JOBFORGE_STAGE_CONFIG"
 ENV_PREVIOUS_DIR = "JOBFORGE_PREVIOUS_STAGE_DIR"
+ENV_PIPELINE_FILE = "JOBFORGE_PIPELINE_FILE"
 JADE_OUTPUT_DIR = "JADE_PIPELINE_OUTPUT_DIR"
 JADE_STAGE_ID = "JADE_PIPELINE_STAGE_ID"
 JADE_STATUS_FILE = "JADE_PIPELINE_STATUS_FILE"
@@ -34,15 +38,16 @@ DEFAULT_CONFIG_NAME = "config.json"
 OUTPUT_TAIL_CHARS = 4000
 LAST_LINES_CHARS = 300
 
-# Runs as `bash -c WRAPPER jobforge-stage RUN_DIR STAGE_DIR CONFIG COMMAND [TARGET LINK]...`:
+# Runs as `bash -c WRAPPER jobforge-stage RUN_DIR STAGE_DIR CONFIG COMMAND CWD [TARGET LINK]...`:
 # every value is a positional argument, never spliced into the script.
 _WRAPPER = r"""set -e
-run_dir=$1 stage_dir=$2 config=$3 command=$4
-shift 4
+run_dir=$1 stage_dir=$2 config=$3 command=$4 cwd=$5
+shift 5
 mkdir -p -- "$stage_dir" "$(dirname -- "$config")"
 cd -- "$run_dir"
 while [ $# -ge 2 ]; do ln -sfn -- "$1" "$2"; shift 2; done
 rm -f -- "$config"
+cd -- "$cwd"
 set +e
 bash -c "$command"
 """
@@ -63,16 +68,26 @@ class StageRun:
     earlier: tuple[str, ...] = ()
     """The names of the stages before this one, in order."""
     config_output: str | None = None
-    """Where the generator writes, relative to the pipeline dir; None: `<name>/config.json`."""
+    """Where the generator writes, relative to `cwd`; None: `<name>/config.json` in the
+    pipeline dir."""
+    cwd: str | None = None
+    """Where the generator runs; None: the pipeline dir. JADE's auto-config commands run
+    where `jade pipeline submit` was started: the pipeline file's directory here."""
+    pipeline_file: str | None = None
 
     @property
     def stage_dir(self) -> str:
         return posixpath.join(self.pipeline_dir, self.name)
 
     @property
+    def workdir(self) -> str:
+        return self.cwd or self.pipeline_dir
+
+    @property
     def config_path(self) -> str:
-        relative = self.config_output or posixpath.join(self.name, DEFAULT_CONFIG_NAME)
-        return posixpath.normpath(posixpath.join(self.pipeline_dir, relative))
+        if self.config_output is None:
+            return posixpath.join(self.stage_dir, DEFAULT_CONFIG_NAME)
+        return posixpath.normpath(posixpath.join(self.workdir, self.config_output))
 
     @property
     def previous_dir(self) -> str:
@@ -86,6 +101,7 @@ class StageRun:
             ENV_STAGE_DIR: self.stage_dir,
             ENV_STAGE_CONFIG: self.config_path,
             ENV_PREVIOUS_DIR: self.previous_dir,
+            ENV_PIPELINE_FILE: self.pipeline_file or "",
             JADE_OUTPUT_DIR: self.pipeline_dir,
             JADE_STAGE_ID: str(self.number),
             JADE_STATUS_FILE: posixpath.join(self.pipeline_dir, STATUS_FILE),
@@ -98,7 +114,7 @@ class StageRun:
 
     def generator_argv(self, command: str) -> list[str]:
         """`env K=V... bash -c WRAPPER ...`: make the dirs and links, remove a stale config,
-        then run `command` by bash in the pipeline dir."""
+        then run `command` by bash in `workdir`."""
         env = [f"{key}={value}" for key, value in self.environment().items()]
         pairs = [item for pair in self.links() for item in pair]
         return [
@@ -112,6 +128,7 @@ class StageRun:
             self.stage_dir,
             self.config_path,
             command,
+            self.workdir,
             *pairs,
         ]
 
@@ -164,3 +181,18 @@ def planned_batches(config: JobConfiguration) -> list[dict[str, Any]]:
             }
         )
     return planned
+
+
+def stage_entries(pipeline: Pipeline, pipeline_file: str | os.PathLike[str]) -> list[StageEntry]:
+    """The manifest's stages: what the pipeline DAG's `pipeline.json` says of them too."""
+    return [
+        StageEntry(
+            name=stage.name,
+            number=number,
+            kind=GENERATED if stage.is_generated else CONFIG,
+            config_file=resolve_config_file(pipeline_file, stage) if stage.config_file else None,
+            command=stage.command,
+            on_failure=stage.on_failure,
+        )
+        for number, stage in enumerate(pipeline.stages, 1)
+    ]

@@ -191,3 +191,31 @@ def test_clearing_a_failed_task_of_a_generated_stage_reruns_only_its_job(cluster
         for r in read_records(path)
     ]
     assert sorted(lines) == ["agg_sim1", "agg_sim2", "agg_sim3", "final", "final"]
+
+
+def test_a_stop_stage_stops_every_later_stage_even_after_a_continue_stage(cluster, tmp_path):
+    """first (stop) fails; second (continue) is skipped, so third is skipped too; a stage
+    that never started counts no job (none missing)."""
+    jobs = {"first": "exit 1", "second": "true", "third": "true"}
+    stages = []
+    for name, command in jobs.items():
+        (tmp_path / f"{name}.json").write_text(
+            json.dumps({"jobs": [{"name": f"{name}_job", "command": command}]})
+        )
+        stage = {"name": name, "config_file": f"{name}.json"}
+        if name == "second":
+            stage["on_failure"] = "continue"
+        stages.append(stage)
+    pipeline = tmp_path / "stops.json"
+    pipeline.write_text(json.dumps({"stages": stages}))
+    state, summary, run_dir = run(str(pipeline), output=str(tmp_path / "out"), backend="local")
+    assert state == "failed"
+    assert str(summary) == "1 jobs: 0 successful, 1 failed, 0 canceled, 0 missing"
+    assert read_stage_status(run_dir / "first").state == "failed"
+    for name in ("second", "third"):
+        status = read_stage_status(run_dir / name)
+        assert status.state == "skipped" and status.reason == "stage first failed", name
+        assert not collect_results(run_dir / name), f"{name} ran"
+    states = task_states(dag_id_for(pipeline))
+    assert states["third.start"] in ("skipped", "upstream_failed")
+    assert states["second.summary"] == "skipped"
