@@ -163,7 +163,9 @@ def test_preloading_imports_what_a_task_imports():
         assert name in sys.modules
 
 
-def test_a_status_query_that_fails_before_deferring_leaves_it_to_the_trigger(monkeypatch, tmp_path):
+def test_a_status_query_that_fails_before_deferring_leaves_it_to_the_trigger(
+    monkeypatch, tmp_path
+):
     from airflow_jobforge.errors import SlurmError
 
     class Down(Client):
