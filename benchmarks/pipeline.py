@@ -15,7 +15,8 @@ the planning and launching of a generated stage of 10,000 jobs. No SLURM; local 
    (b) `jobforge run` (embedded Airflow, the home of part 1) of a pipeline of that one stage:
        its wall time, and the plan task's duration from the metadata DB.
 
-Options: --jobs N, --skip-jade (no JADE run), --jade-poll-interval S.
+Options: --jobs N, --skip-jade (no JADE run), --jade-poll-interval S, --deployment (the same
+pipeline as a DAG of the running test deployment, triggered through its REST API).
 """
 
 from __future__ import annotations
@@ -54,7 +55,60 @@ print("generated", n, "jobs")
 """
 
 
-def two_stage(base: Path, skip_jade: bool, poll: float | None, home: Path) -> None:
+DEPLOYMENT_DAG_TEXT = '''"""Written by benchmarks/pipeline.py --deployment, removed after."""
+from airflow_jobforge.config.pipeline import load_pipeline
+from airflow_jobforge.dag import build_pipeline_dag
+
+dag = build_pipeline_dag(
+    load_pipeline("{pipeline}", check_configs=False)[0],
+    "{dag_id}",
+    file="{pipeline}",
+    backend="local",
+    output_dir="{output}",
+    python="{python}",
+    poll_interval=1.0,
+    tags=["jobforge", "benchmark"],
+)
+'''
+
+
+def deployment_run(poll: float | None) -> tuple[float, dict[str, str]]:
+    """The same JADE pipeline as a DAG of the running test deployment (scripts/airflow/,
+    LocalExecutor; local backend, as JADE's runs here are local): REST trigger -> run end."""
+    from tests.deployment.conftest import STATE_DIR, Deployment, read_env
+
+    client = Deployment(read_env(STATE_DIR / "env"))
+    stamp = time.strftime("%Y%m%d%H%M%S")
+    base = Path("/tmp/jobforge-deployment/bench-pipeline") / stamp
+    pipeline = build_jade_pipeline(base / "pipeline", poll_interval=poll)
+    dag_id = f"jobforge_bench_jade_pipeline_{stamp}"
+    dag_file = f"{dag_id}.py"
+    client.write_dag(
+        dag_file,
+        DEPLOYMENT_DAG_TEXT.format(
+            pipeline=pipeline.pipeline_file,
+            dag_id=dag_id,
+            output=base / "out",
+            python=sys.executable,
+        ),
+    )
+    try:
+        client.wait_dag(dag_id, timeout=180)
+        client.unpause(dag_id)
+        started = time.perf_counter()
+        run_id = client.trigger(dag_id)
+        state = client.wait_run(dag_id, run_id, timeout=600, poll_s=0.25)
+        seconds = time.perf_counter() - started
+        assert state == "success", client.task_states(dag_id, run_id)
+    finally:
+        client.remove_dag(dag_file)
+        client.http.close()
+    return seconds, tree(pipeline.results)
+
+
+def two_stage(
+    base: Path, skip_jade: bool, poll: float | None, home: Path, deployment: bool = False
+) -> None:
     times: dict[str, float] = {}
     outputs = {}
     if not skip_jade:
@@ -77,6 +131,9 @@ def two_stage(base: Path, skip_jade: bool, poll: float | None, home: Path) -> No
     times["jobforge run (embedded, again)"] = run_jobforge(
         pipeline, base / "embedded2-out", "--airflow-home", str(home)
     )
+    if deployment:
+        seconds, outputs["deployment"] = deployment_run(poll)
+        times["jobforge deployment (REST trigger -> end)"] = seconds
     same = all(o == next(iter(outputs.values())) for o in outputs.values())
     jade = times.get("JADE (jade pipeline submit)")
     poll_text = "default 10 s" if poll is None else f"{poll:g} s"
@@ -163,11 +220,16 @@ def main() -> None:
         type=float,
         help="JADE's -p (default: JADE's own, 10 s, then 1 s)",
     )
+    parser.add_argument(
+        "--deployment",
+        action="store_true",
+        help="also run it in the test deployment (scripts/airflow/start.sh, as root)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="jobforge-bench-pipeline-") as tmp:
         base = Path(tmp)
         home = base / "airflow-home"
-        two_stage(base, args.skip_jade, args.jade_poll_interval, home)
+        two_stage(base, args.skip_jade, args.jade_poll_interval, home, args.deployment)
         plan_in_process(base, args.jobs)
         launch_embedded(base, args.jobs, home)
 

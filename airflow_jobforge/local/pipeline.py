@@ -28,7 +28,7 @@ from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.local.direct import run_locally
 from airflow_jobforge.planning.stages import (
     StageRun,
-    generator_failure,
+    generated_config,
     merged_output,
     stage_entries,
 )
@@ -157,28 +157,16 @@ def _run_stage(
 def _generate(
     stage: PipelineStage, command: str, run: StageRun, progress: Callable[[str], None]
 ) -> JobConfiguration:
-    """Run the generator and load what it wrote; a JobForgeError with `generator_failure`'s
-    message when it failed, wrote nothing, an invalid config or one without jobs."""
+    """Run the generator and load what it wrote (`generated_config` says what can fail)."""
 
     result = subprocess.run(run.generator_argv(command), capture_output=True, check=False)
     output = merged_output(
         result.stdout.decode("utf-8", "replace"), result.stderr.decode("utf-8", "replace")
     )
 
-    def failure(problem: str, returncode: int | None) -> JobForgeError:
-        return JobForgeError(generator_failure(stage.name, command, problem, returncode, output))
-
-    if result.returncode != 0:
-        raise failure("the generator command failed", result.returncode)
     for line in output.splitlines()[-GENERATOR_OUTPUT_LINES:]:
         progress(f"  {stage.name} generator: {line}")
-    if not os.path.isfile(run.config_path):
-        raise failure(f"the generator wrote no config at {run.config_path}", 0)
-    try:
-        config, _ = load_stage_config(run.config_path, stage=stage.name)
-        config = apply_stage_overrides(config, stage.overrides, stage=stage.name)
-    except JobForgeError as exc:
-        raise failure(f"the generated config is invalid: {exc}", 0) from None
-    if not config.jobs:
-        raise failure(f"the generated config {run.config_path} has no jobs", 0)
-    return config
+    written = run.config_path if os.path.isfile(run.config_path) else None
+    return generated_config(
+        run, command, stage.overrides, result.returncode, output, written
+    ).config

@@ -21,22 +21,20 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airflow_jobforge.config.pipeline import (
-    StageOverrides,
-    apply_stage_overrides,
-    load_stage_config,
-)
-from airflow_jobforge.errors import ConfigError, JobForgeError
+from airflow_jobforge.config.pipeline import StageOverrides
 from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_run_key,
     run_dir_of,
     run_output_dir,
+    with_infra_retries,
 )
 from airflow_jobforge.operators.planned import BATCH_KEY
 from airflow_jobforge.operators.results import RunSummaryOperator
 from airflow_jobforge.planning.stages import (
+    GeneratorFailed,
     StageRun,
+    generated_config,
     generator_failure,
     merged_output,
     planned_batches,
@@ -64,10 +62,14 @@ def stage_asset(dag_id: str, stage: str) -> Asset:
 
 
 class _PipelineTask(ClusterMixin, BaseOperator):
+    """Writes into the pipeline's run dir where batches are submitted. An outage there (SSH,
+    the file system) takes jobforge's infrastructure retries; what a retry would not change
+    (a generator's failure, a failed stage) fails for good."""
+
     ui_color = "#e6e0f0"
 
     def __init__(self, *, output_dir: str, cluster: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**with_infra_retries(kwargs))
         self.output_dir = output_dir
         self.cluster = cluster
 
@@ -181,46 +183,44 @@ class StagePlanOperator(_PipelineTask):
             self.command_dir,
             self.pipeline_file,
         )
-        hook = self.hook
-        result = hook.run_argv(run.generator_argv(self.command))
+        result = self.hook.run_argv(run.generator_argv(self.command))
         output = merged_output(result.stdout, result.stderr)
         if output:
             self.log.info("generator output:\n%s", output[-10000:])
-        if result.returncode != 0:
-            self._fail("the generator command failed", result.returncode, output)
-        text = self._read_config(run.config_path)
-        if text is None:
-            self._fail(f"the generator wrote no config at {run.config_path}", None, output)
-        try:
-            config, notes = self._load(run.config_path, text)
-            config = apply_stage_overrides(config, StageOverrides.model_validate(self.overrides))
-        except JobForgeError as exc:
-            reason = (
-                "; ".join(str(p) for p in exc.problems)
-                if isinstance(exc, ConfigError)
-                else exc.reason
-            )
-            self._fail(f"the generated config is invalid: {reason}", None, output)
-        for note in notes:
+        text = self._read_config(run.config_path) if result.returncode == 0 else None
+        with tempfile.TemporaryDirectory() as tmp:
+            # A local copy: over SSH the config is on the cluster.
+            local = os.path.join(tmp, f"config{PurePosixPath(run.config_path).suffix or '.json'}")
+            if text is not None:
+                with open(local, "w", encoding="utf-8") as out:
+                    out.write(text)
+            overrides = StageOverrides.model_validate(self.overrides)
+            try:
+                generated = generated_config(
+                    run,
+                    self.command,
+                    overrides,
+                    result.returncode,
+                    output,
+                    local if text is not None else None,
+                )
+            except GeneratorFailed as exc:  # a retry would do the same
+                raise AirflowFailException(str(exc)) from None
+        for note in generated.notes:
             self.log.info("%s: not carried over: %s", run.config_path, note)
-        if not config.jobs:
-            self._fail(f"the generated config {run.config_path} has no jobs", None, output)
+        config = generated.config
         batches = planned_batches(config)
         limit = _max_map_length()
         if len(batches) > limit:
             self._fail(
                 f"{len(batches)} batches exceed Airflow's [core] max_map_length "
-                f"({limit}): raise it, or the groups' per_node_batch_size",
-                None,
-                "",
+                f"({limit}): raise it, or the groups' per_node_batch_size"
             )
         return self._hand_out(context, batches, run)
 
-    def _fail(self, problem: str, returncode: int | None, output: str) -> None:
+    def _fail(self, problem: str) -> None:
         assert self.stage is not None
-        raise AirflowFailException(
-            generator_failure(self.stage, self.command, problem, returncode, output)
-        )
+        raise AirflowFailException(generator_failure(self.stage, self.command, problem, None, ""))
 
     def _read_config(self, path: str) -> str | None:
         if os.path.isfile(path):
@@ -229,20 +229,6 @@ class StagePlanOperator(_PipelineTask):
             return None
         result = self.hook.run_argv(["cat", "--", path], timeout=300)
         return result.stdout if result.returncode == 0 else None
-
-    def _load(self, path: str, text: str) -> tuple[Any, list[str]]:
-        """The config (JADE's format imported on the fly), read from a local copy: over SSH
-        the file is on the cluster."""
-        assert self.stage is not None
-        suffix = PurePosixPath(path).suffix or ".json"
-        with tempfile.TemporaryDirectory() as tmp:
-            local = os.path.join(tmp, f"config{suffix}")
-            with open(local, "w", encoding="utf-8") as out:
-                out.write(text)
-            try:
-                return load_stage_config(local, stage=self.stage)
-            except JobForgeError as exc:
-                raise JobForgeError(str(exc).replace(local, path)) from None
 
     def _hand_out(self, context: Any, batches: list[dict[str, Any]], run: StageRun) -> list[str]:
         ti = context["ti"]

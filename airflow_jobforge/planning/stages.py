@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_jobforge.config.models import JobConfiguration
-from airflow_jobforge.config.pipeline import Pipeline, resolve_config_file
+from airflow_jobforge.config.pipeline import (
+    Pipeline,
+    StageOverrides,
+    apply_stage_overrides,
+    load_stage_config,
+    resolve_config_file,
+)
+from airflow_jobforge.errors import ConfigError, JobForgeError
 from airflow_jobforge.planning.planner import batch_spec, merge_arrays, plan_batches
 from airflow_jobforge.rundir.pipeline import CONFIG, GENERATED, StageEntry
 
@@ -147,6 +154,51 @@ def generator_failure(
     if len(lines) > 3:
         text += "\noutput (last lines):\n" + "\n".join(lines)[-OUTPUT_TAIL_CHARS:]
     return text
+
+
+class GeneratorFailed(JobForgeError):
+    """A generated stage's config could not be made: its message is `generator_failure`'s."""
+
+
+@dataclass(frozen=True)
+class Generated:
+    config: JobConfiguration
+    notes: list[str]
+
+
+def generated_config(
+    run: StageRun,
+    command: str,
+    overrides: StageOverrides,
+    returncode: int,
+    output: str,
+    local_copy: str | None,
+) -> Generated:
+    """What a generator left, checked: the command succeeded, wrote a config (`local_copy`:
+    where it can be read here, None when it wrote none), a valid one (JADE's format imported
+    on the fly), with jobs. Each failure is a `GeneratorFailed` naming the stage, the
+    command, the exit code (of a failed command) and the output's tail."""
+
+    def failure(problem: str, code: int | None = None) -> GeneratorFailed:
+        return GeneratorFailed(generator_failure(run.name, command, problem, code, output))
+
+    if returncode != 0:
+        raise failure("the generator command failed", returncode)
+    if local_copy is None:
+        raise failure(f"the generator wrote no config at {run.config_path}")
+    try:
+        config, notes = load_stage_config(local_copy, stage=run.name)
+        config = apply_stage_overrides(config, overrides, stage=run.name)
+    except JobForgeError as exc:
+        reason = (
+            "; ".join(str(p) for p in exc.problems) if isinstance(exc, ConfigError) else exc.reason
+        )
+        raise failure(
+            f"the generated config is invalid: {reason.replace(local_copy, run.config_path)}"
+        ) from None
+    if not config.jobs:
+        raise failure(f"the generated config {run.config_path} has no jobs")
+    return Generated(config, notes)
 
 
 def merged_output(stdout: str, stderr: str) -> str:

@@ -146,10 +146,13 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
   wait_for 10 munged sh -c 'munge -n | unmunge'
 fi
 
-stop_daemon() {  # stop_daemon NAME
+stop_daemon() {  # stop_daemon NAME: gone when it returns (a dying daemon still matches
+  # pgrep, and the start below would then skip it). slurmctld saving its state with
+  # slurmdbd already gone took 4+ s in CI: 15 s for a clean stop, then SIGKILL.
   if pkill -x "$1"; then
-    for _ in $(seq 50); do pgrep -x "$1" >/dev/null || return 0; sleep 0.1; done
+    for _ in $(seq 150); do pgrep -x "$1" >/dev/null || return 0; sleep 0.1; done
     pkill -9 -x "$1" || true
+    for _ in $(seq 50); do pgrep -x "$1" >/dev/null || return 0; sleep 0.1; done
   fi
 }
 
@@ -173,14 +176,15 @@ if ((ACCOUNTING)); then
     sacctmgr -i add cluster "$CLUSTER" >/dev/null
     conf_changed=1
   fi
-else
-  stop_daemon slurmdbd
 fi
 
 # --- slurmctld + slurmd --------------------------------------------------------------------
 if ((conf_changed)); then
   stop_daemon slurmd  # this host's and the namespace nodes'
   stop_daemon slurmctld
+fi
+if ((!ACCOUNTING)); then
+  stop_daemon slurmdbd  # after slurmctld: its shutdown still talks to slurmdbd
 fi
 if ! pgrep -x slurmctld >/dev/null; then
   log "starting slurmctld"
