@@ -140,7 +140,7 @@ def two_stage(
     print(f"Two-stage JADE pipeline, 4 + 5 jobs (JADE poll interval {poll_text}):")
     for name, seconds in times.items():
         ratio = f"{seconds / jade:5.2f}x JADE" if jade else ""
-        print(f"  {name:36} {seconds:7.1f} s  {ratio}")
+        print(f"  {name:42} {seconds:7.1f} s  {ratio}")
     print(f"  outputs identical across runs: {same}")
 
 
