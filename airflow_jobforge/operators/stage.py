@@ -209,6 +209,16 @@ class StagePlanOperator(_PipelineTask):
         for note in generated.notes:
             self.log.info("%s: not carried over: %s", run.config_path, note)
         config = generated.config
+        ignored = [
+            field
+            for field in ("setup_command", "teardown_command", "job_post_process_config")
+            if getattr(config, field)
+        ]
+        if ignored:  # their tasks would have to exist when the DAG is parsed
+            self.log.warning(
+                "a generated stage runs no %s: give them to a stage with a config file",
+                ", ".join(ignored),
+            )
         batches = planned_batches(config)
         limit = _max_map_length()
         if len(batches) > limit:

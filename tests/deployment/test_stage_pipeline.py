@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -100,6 +101,17 @@ def test_a_generated_stage_runs_in_the_deployment_and_its_asset_schedules_a_dag(
     assert stage2["final"].start >= max(stage2[f"agg_sim{i}"].end for i in (1, 2, 3))
     assert set(record_lines(pipeline_dir / "aggregate").values()) == {1}, "one record per job"
     assert read_stage_status(pipeline_dir / "aggregate").state == "success"
+
+    # The results tab's data (the plugin in the api-server): the stages, then a stage's jobs.
+    page = f"/jobforge/dags/{PIPELINE_DAG}/runs/{quote(run_id, safe='')}/data"
+    data = deployment.get(page)
+    stages = data["pipeline"]["stages"]
+    assert [(s["name"], s["state"]) for s in stages] == [
+        ("simulate", "success"),
+        ("aggregate", "success"),
+    ]
+    shown = deployment.get(page, params={"stage": "aggregate"})
+    assert sorted(job["name"] for job in shown["jobs"]) == sorted(stage2)
 
     # The Asset event of stage `aggregate` schedules the downstream DAG.
     deadline = time.monotonic() + 180
