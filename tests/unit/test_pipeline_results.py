@@ -273,7 +273,16 @@ def test_a_stage_dir_resubmits_as_any_run(pipeline, tmp_path, capsys):
 
 
 # --- stats and reports -------------------------------------------------------------------------
-def test_stats_give_each_stage_its_block_and_the_totals(pipeline, capsys):
+@pytest.fixture
+def no_live_sacct(monkeypatch):
+    """The recorded sacct data only: on a machine with the test cluster, a live sacct knows a
+    job of the recorded id too (ids repeat across clusters) and would answer for it."""
+    from airflow_jobforge.cli import stats_cmds
+
+    monkeypatch.setattr(stats_cmds, "fetch_usage", lambda ids: {})
+
+
+def test_stats_give_each_stage_its_block_and_the_totals(pipeline, capsys, no_live_sacct):
     write_efficiency(pipeline / "simulate", {"4515": MULTI})
     assert main(["stats", str(pipeline)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -287,7 +296,7 @@ def test_stats_give_each_stage_its_block_and_the_totals(pipeline, capsys):
     assert totals[2].startswith("SLURM: 1 SLURM jobs, 0.0017 node-hours; CPU 0.0027 of")
 
 
-def test_stats_json_holds_each_stage_and_the_sums(pipeline, capsys):
+def test_stats_json_holds_each_stage_and_the_sums(pipeline, capsys, no_live_sacct):
     write_efficiency(pipeline / "simulate", {"4515": MULTI})
     assert main(["stats", str(pipeline), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
@@ -309,7 +318,9 @@ def test_the_pipeline_index_links_each_stage_report_that_exists(pipeline):
     assert "<td>stage aggregate failed</td>" in page
 
 
-def test_stats_html_writes_the_index_and_each_stage_report_beside_it(pipeline, tmp_path, capsys):
+def test_stats_html_writes_the_index_and_each_stage_report_beside_it(
+    pipeline, tmp_path, capsys, no_live_sacct
+):
     index = tmp_path / "html" / "pipe.html"
     assert main(["stats", str(pipeline), "--html", str(index)]) == 0
     assert sorted(p.name for p in index.parent.iterdir()) == [
