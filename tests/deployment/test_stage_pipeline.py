@@ -84,6 +84,13 @@ def test_a_generated_stage_runs_in_the_deployment_and_its_asset_schedules_a_dag(
             marker=marker,
         ),
     )
+    try:
+        _run_and_check(deployment, pipeline, shared, marker)
+    finally:  # a file left behind would point at this run's dir, gone with the next session
+        deployment.remove_dag(DAG_FILE)
+
+
+def _run_and_check(deployment, pipeline: Path, shared: Path, marker: Path) -> None:
     deployment.wait_dag(PIPELINE_DAG, timeout=180)
     deployment.wait_dag(AFTER_DAG, timeout=180)
     deployment.unpause(PIPELINE_DAG)
