@@ -8,6 +8,7 @@ problem of a file can be reported at once.
 from __future__ import annotations
 
 import copy
+import re
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -151,6 +152,87 @@ class ContainerParams(_Frozen):
         return value
 
 
+_SPARK_KEY = re.compile(r"spark\.[A-Za-z0-9_.-]+")
+# Set by the cluster launcher: a user's value would point jobs away from their cluster.
+RESERVED_SPARK_CONF = frozenset({"spark.master", "spark.eventLog.dir", "spark.local.dir"})
+
+
+def _absolute_path(value: str | None) -> str | None:
+    if value is not None and (
+        not value.startswith("/") or any(ord(c) < 32 or ord(c) == 127 for c in value)
+    ):
+        raise ValueError(f"{value!r} must be an absolute path without control characters")
+    return value
+
+
+class SparkParams(_Frozen):
+    """A Spark standalone cluster in each of the group's batch allocations: the master on the
+    first node, a worker on every node, started before the jobs and stopped after them. Jobs
+    get `SPARK_MASTER_URL` and a `SPARK_CONF_DIR` naming it, so `spark-submit` and PySpark's
+    `getOrCreate()` use the cluster, never local mode."""
+
+    enabled: bool = Field(default=True, description="Start the cluster (false: as if unset)")
+    worker_memory: Memory | None = Field(
+        default=None,
+        description="Memory of each worker for executors (K/M/G/T, plain number: MB). Default: "
+        "the node's allocated memory less driver_memory and memory_overhead",
+    )
+    worker_cores: int | None = Field(
+        default=None, ge=1, description="Cores of each worker. Default: the node's allocated CPUs"
+    )
+    driver_memory: Memory = Field(
+        default="1G", description="spark.driver.memory of the jobs' drivers (on the first node)"
+    )
+    executor_memory: Memory | None = Field(
+        default=None,
+        description="spark.executor.memory. Default: worker memory (one executor per worker)",
+    )
+    memory_overhead: Memory = Field(
+        default="1G",
+        description="Node memory left to the master and worker daemons, Python and the OS",
+    )
+    conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="More spark-defaults entries (`spark.*` keys), e.g. "
+        "spark.sql.shuffle.partitions",
+    )
+    local_dir: str | None = Field(
+        default=None,
+        description="Node-local scratch for shuffle/spill and worker dirs. Default: $TMPDIR or "
+        "/tmp on each node; never inside the run's output dir (a shared file system)",
+    )
+    spark_home: str | None = Field(
+        default=None,
+        description="SPARK_HOME on the nodes. Default: the Spark that pyspark installs for the "
+        "node runner's Python (`pip install airflow-jobforge[spark]`)",
+    )
+    startup_timeout_s: float = Field(
+        default=120.0, gt=0, description="Master and all workers must be up within this"
+    )
+    concurrent_jobs: int = Field(
+        default=1,
+        ge=1,
+        description="Spark jobs of a batch run at once (JADE: one at a time); each takes the "
+        "cores it is given, so set spark.cores.max in conf when above 1",
+    )
+
+    @field_validator("conf")
+    @classmethod
+    def _conf_entries(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not _SPARK_KEY.fullmatch(key):
+                raise ValueError(f"conf key {key!r} must be spark.<name> of A-Z a-z 0-9 _ . -")
+            if key in RESERVED_SPARK_CONF:
+                raise ValueError(
+                    f"conf key {key!r} is set by jobforge (use local_dir for spark.local.dir)"
+                )
+            if not isinstance(item, str) or any(ord(c) < 32 or ord(c) == 127 for c in item):
+                raise ValueError(f"conf value of {key!r} must be text without control characters")
+        return value
+
+    _paths = field_validator("local_dir", "spark_home")(_absolute_path)
+
+
 class OutOfMemoryRetry(_Frozen):
     """After OUT_OF_MEMORY: the next attempt asks for `mem_factor` x the memory, capped."""
 
@@ -208,6 +290,9 @@ class SubmissionGroup(_Frozen):
     monitor: MonitorParams = Field(
         default_factory=MonitorParams, description="The resource monitor on the nodes"
     )
+    spark: SparkParams | None = Field(
+        default=None, description="A Spark cluster in each batch's allocation (docs: Spark)"
+    )
     max_concurrent_batches: int | None = Field(
         default=None,
         ge=1,
@@ -220,7 +305,26 @@ class SubmissionGroup(_Frozen):
         # A factor of an unknown limit (the cluster's DefMemPerCPU) cannot be computed here.
         if self.retry is not None and self.retry.out_of_memory is not None and not self.slurm.mem:
             raise ValueError("retry.out_of_memory needs slurm.mem (the memory it multiplies)")
+        spark = self.spark
+        if spark is not None and spark.enabled:
+            wanted = self.batching.num_processes
+            if wanted is not None and wanted != spark.concurrent_jobs:
+                raise ValueError(
+                    f"batching.num_processes={wanted} with spark: Spark jobs run "
+                    f"spark.concurrent_jobs={spark.concurrent_jobs} at a time; set that instead"
+                )
         return self
+
+    @property
+    def spark_enabled(self) -> bool:
+        return self.spark is not None and self.spark.enabled
+
+    @property
+    def num_processes(self) -> int | None:
+        """Jobs a batch runs at once: Spark's concurrent_jobs, else the batching's."""
+        if self.spark is not None and self.spark.enabled:
+            return self.spark.concurrent_jobs
+        return self.batching.num_processes
 
 
 class JobPostProcessConfig(_Frozen):

@@ -1,5 +1,6 @@
 """`python -m airflow_jobforge.node run-batch BATCH.json --output DIR [--monitor-interval S]
-[--array-index I]`"""
+[--array-index I]`, and `spark-worker ...`: one node's Spark worker, started by the runner
+(as an srun step on every node of the allocation)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import sys
 
 from airflow_jobforge.node.runner import run_batch
+from airflow_jobforge.node.spark import run_worker
 from airflow_jobforge.rundir.batches import BatchSpec, array_task
 
 
@@ -36,7 +38,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="I",
         help="run only job I of the batch (one task of a SLURM job array)",
     )
+    worker = sub.add_parser("spark-worker", help="run this node's Spark worker until stopped")
+    worker.add_argument("--master", required=True, help="spark://host:port")
+    worker.add_argument("--memory-mb", type=int, required=True)
+    worker.add_argument("--cores", type=int, default=None, help="default: the node's CPUs")
+    worker.add_argument("--scratch", required=True, help="node-local dir of the cluster")
+    worker.add_argument("--logs", required=True, help="where worker-<host>.log goes")
+    worker.add_argument("--spark-home", required=True)
     args = parser.parse_args(argv)
+    if args.command == "spark-worker":
+        return run_worker(
+            args.master, args.memory_mb, args.scratch, args.logs, args.spark_home, args.cores
+        )
     try:
         spec = BatchSpec.load(args.batch_file)
         if args.array_index is not None:

@@ -52,6 +52,7 @@ import os
 import resource
 import select
 import signal
+import sys
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ from typing import TYPE_CHECKING
 from airflow_jobforge.node.monitor import ResourceMonitor
 from airflow_jobforge.node.say import say
 from airflow_jobforge.node.schedule import JobGraph
+from airflow_jobforge.node.spark import SparkCluster, SparkStartError
 from airflow_jobforge.rundir import (
     EXIT_OUTPUT_UNWRITABLE,
     NOT_WRITABLE,
@@ -74,8 +76,11 @@ from airflow_jobforge.rundir.events import (
     BATCH_STARTED,
     JOB_FAILED,
     NODE_SETUP_FAILED,
+    SPARK_CLUSTER_FAILED,
+    SPARK_CLUSTER_READY,
     EventLog,
 )
+from airflow_jobforge.rundir.spark import write_cluster_info
 
 if TYPE_CHECKING:
     import subprocess
@@ -301,6 +306,7 @@ class BatchRunner:
         self.write_error: OSError | None = None
         self.recorded: set[str] = set()
         self.any_failed = False
+        self.spark: SparkCluster | None = None
 
     # --- records ---------------------------------------------------------------------------
     def _record(
@@ -329,6 +335,11 @@ class BatchRunner:
                 max_rss_bytes=usage.ru_maxrss * 1024 if usage is not None else None,
                 cpu_time_s=(
                     round(usage.ru_utime + usage.ru_stime, 6) if usage is not None else None
+                ),
+                spark_apps=(
+                    self.spark.apps_of(job.name, start) or None
+                    if self.spark is not None and start is not None
+                    else None
                 ),
             )
         )
@@ -423,6 +434,8 @@ class BatchRunner:
             self._launcher.reaped(pid, code)
             if pid in ours:
                 ended.append((pid, code, usage))
+            elif self.spark is not None:
+                self.spark.reaped(pid, code)
 
     @staticmethod
     def _signal_group(pid: int, signum: int) -> None:
@@ -525,6 +538,8 @@ class BatchRunner:
     def _close(self, wake: _Wakeup) -> None:
         if self.monitor is not None:
             self.monitor.close()
+        if self.spark is not None:
+            self._stop_spark(self.spark)
         teardown = self.spec.node_teardown_command
         if teardown:
             try:
@@ -543,6 +558,8 @@ class BatchRunner:
     def _run(self, wake: _Wakeup) -> int:
         setup = self.spec.node_setup_command
         if setup and not self._node_setup(setup, wake):
+            return self._exit_code(wake)
+        if self.spec.spark is not None and not self._start_spark(wake):
             return self._exit_code(wake)
         graph = JobGraph(self.spec.jobs, self.recorded, self._cancel)
         graph.start(self._failed_external_blockers())
@@ -582,11 +599,72 @@ class BatchRunner:
             return None, "batch terminated during node setup"
         return rc, f"node setup command failed with exit code {rc}"
 
+    def _start_spark(self, wake: _Wakeup) -> bool:
+        """The batch's Spark cluster up; if not, every job is recorded canceled with why."""
+        assert self.spec.spark is not None
+        self.spark = SparkCluster(self.spec.spark, self.output_dir, self.spec.batch, sys.executable)
+
+        def pause(seconds: float) -> bool:
+            wake.wait(seconds)
+            return wake.terminated_by is None
+
+        try:
+            info = self.spark.start(pause)
+        except (SparkStartError, OSError, ValueError) as exc:
+            reason = str(exc) if isinstance(exc, SparkStartError) else ""
+            if isinstance(exc, OSError):
+                reason = f"Spark cluster not started: {_oserror(exc)}"
+            elif isinstance(exc, ValueError):
+                reason = f"Spark cluster not started: {exc}"
+            if wake.terminated_by is None:
+                self.events.emit(
+                    SPARK_CLUSTER_FAILED,
+                    batch=self.spec.batch,
+                    hpc_job_id=self.hpc_job_id,
+                    message=reason,
+                )
+            for job in self.spec.jobs:
+                self._record(job, "canceled", None, None, reason)
+            return False
+        self._write_cluster_info()
+        self.events.emit(
+            SPARK_CLUSTER_READY,
+            batch=self.spec.batch,
+            hpc_job_id=self.hpc_job_id,
+            message=f"{info.workers_alive} workers at {info.master_url} in {info.start_s:g} s",
+            data=info.to_dict(),
+        )
+        self._launcher.env.update(self.spark.env())
+        return True
+
+    def _stop_spark(self, spark: SparkCluster) -> None:
+        try:
+            info = spark.stop()
+        except OSError as exc:
+            say(f"Spark cluster stop: {_oserror(exc)}")
+            return
+        if info is not None:
+            self._write_cluster_info()
+            if info.leftover:
+                say(f"Spark processes left after the stop: {', '.join(info.leftover)}")
+        if spark.lost:
+            say(spark.lost)
+
+    def _write_cluster_info(self) -> None:
+        if self.spark is None or self.spark.info is None:
+            return
+        try:
+            write_cluster_info(self.output_dir, self.spark.info)
+        except OSError as exc:
+            say(f"cannot write the Spark cluster file: {_oserror(exc)}")
+
     def _start_ready(self, graph: JobGraph, running: dict[int, _Running]) -> None:
         monitor = self.monitor
         while graph.ready and len(running) < self.num_processes:
             job = graph.take()
             try:
+                if self.spark is not None:
+                    self._launcher.env["SPARK_CONF_DIR"] = self.spark.job_conf_dir(job.name)
                 pid = self._spawn(job.name, job_argv(job))
             except OSError as exc:
                 self._record(job, "missing", None, None, f"not started: {_oserror(exc)}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from airflow_jobforge.config.graph import topological_order
 from airflow_jobforge.config.models import Job, JobConfiguration, SubmissionGroup
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
+from airflow_jobforge.rundir.batches import BatchSpec, JobSpec, SparkSpec
 
 
 @dataclass(frozen=True)
@@ -165,10 +165,29 @@ def batch_spec(
     return BatchSpec(
         batch=batch.name,
         jobs=tuple(jobs),
-        num_processes=group.batching.num_processes,
+        num_processes=group.num_processes,
         node_setup_command=config.node_setup_command,
         node_teardown_command=config.node_teardown_command,
         monitor_interval_s=group.monitor.interval_s,
+        spark=spark_spec(group),
+    )
+
+
+def spark_spec(group: SubmissionGroup) -> SparkSpec | None:
+    """What the node needs of the group's Spark settings; None without an enabled cluster."""
+    spark = group.spark
+    if spark is None or not spark.enabled:
+        return None
+    return SparkSpec(
+        worker_memory=spark.worker_memory,
+        worker_cores=spark.worker_cores,
+        driver_memory=spark.driver_memory,
+        executor_memory=spark.executor_memory,
+        memory_overhead=spark.memory_overhead,
+        conf=dict(spark.conf),
+        local_dir=spark.local_dir,
+        spark_home=spark.spark_home,
+        startup_timeout_s=spark.startup_timeout_s,
     )
 
 

@@ -28,6 +28,8 @@ from airflow_jobforge.results.stats import (
     BATCH_HEADER,
     NODE_HEADER,
     PEAK_HEADER,
+    SPARK_APP_HEADER,
+    SPARK_CLUSTER_HEADER,
     PipelineStats,
     RunStats,
     batch_rows,
@@ -36,6 +38,9 @@ from airflow_jobforge.results.stats import (
     job_summary,
     node_summary,
     peak_rows,
+    spark_app_rows,
+    spark_cluster_rows,
+    spark_leftovers,
     totals_line,
     write_efficiency,
 )
@@ -305,6 +310,13 @@ def report_html(stats: RunStats, *, top: int = 10) -> str:
         parts.extend(node_figures(stats))
     else:
         parts.append("<p class='note'>No monitor samples in this run.</p>")
+    if stats.spark_clusters:
+        parts.append("<h2>Spark clusters</h2>")
+        parts.append(_html_table(SPARK_CLUSTER_HEADER, spark_cluster_rows(stats), {1, 2, 3, 4, 5}))
+        parts.extend(f"<p>{html.escape(line)}</p>" for line in spark_leftovers(stats))
+    if stats.spark_apps:
+        parts.append("<h2>Spark applications</h2>")
+        parts.append(_html_table(SPARK_APP_HEADER, spark_app_rows(stats), {3, 4, 5}))
     parts.append("<h2>Jobs: run time and memory</h2>")
     summary = job_summary(stats, top)
     if summary["run_time_s"]:

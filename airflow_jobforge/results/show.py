@@ -245,8 +245,19 @@ def show_table(
             ("slurm_job", field("hpc_job_id")),
             ("host", field("host")),
             ("peak_mem", lambda name: human_bytes(run.peak_rss_bytes(name))),
+            ("spark", lambda name: spark_cell(run.records.get(name))),
         ),
     )
+
+
+def spark_cell(record: ResultRecord | None) -> str:
+    """The Spark applications a job ran, short enough for a table row: the first id and how
+    many more (`--json` and `jobforge stats` give them all). Empty for other jobs, so the
+    column only shows in runs with Spark."""
+    apps = record.spark_apps if record is not None else None
+    if not apps:
+        return ""
+    return apps[0] if len(apps) == 1 else f"{apps[0]} (+{len(apps) - 1})"
 
 
 def job_row(run: RunResults, name: str) -> dict[str, Any]:
@@ -267,6 +278,7 @@ def job_row(run: RunResults, name: str) -> dict[str, Any]:
             host=record.host,
             cpu_time_s=record.cpu_time_s,
             reason=record.reason,
+            spark_apps=record.spark_apps,
         )
     row["peak_rss_bytes"] = run.peak_rss_bytes(name)
     return row

@@ -37,6 +37,12 @@ from airflow_jobforge.rundir.records import (
     summarize,
 )
 from airflow_jobforge.rundir.samples import MONITOR_DIR, read_monitor_file
+from airflow_jobforge.rundir.spark import (
+    ClusterInfo,
+    SparkApp,
+    read_cluster_infos,
+    read_spark_apps,
+)
 from airflow_jobforge.slurm.script import JOB_NAME_PREFIX
 from airflow_jobforge.slurm.usage import BatchUsage, UsageTotals, usage_totals
 
@@ -86,6 +92,9 @@ class RunStats:
     node_series: list[NodeSeries]
     # Per job, from the monitor: the highest sampled RSS (for jobs whose record has none).
     monitor_peaks: dict[str, int]
+    # What batches that started a Spark cluster left under spark/ (empty for other runs).
+    spark_apps: list[SparkApp] = field(default_factory=list)
+    spark_clusters: list[ClusterInfo] = field(default_factory=list)
 
     @property
     def totals(self) -> UsageTotals:
@@ -220,6 +229,8 @@ def gather_stats(
         usage=kept,
         node_series=series,
         monitor_peaks=peaks,
+        spark_apps=read_spark_apps(run_dir),
+        spark_clusters=read_cluster_infos(run_dir),
     )
 
 
@@ -360,6 +371,65 @@ def node_summary(stats: RunStats) -> list[list[str]]:
 NODE_HEADER = ["batch", "host", "samples", "span", "cpu mean", "cpu max", "mem max", "mem total"]
 
 
+SPARK_CLUSTER_HEADER = ["batch", "nodes", "workers alive", "cores", "memory", "start"]
+SPARK_APP_HEADER = ["job", "app id", "name", "duration", "executors", "cores", "exit code"]
+MIB = 1024 * 1024
+
+
+def spark_cluster_rows(stats: RunStats) -> list[list[str]]:
+    """One row per batch's cluster; `start` is how long the allocation waited for every
+    worker to register, time the jobs of the batch could not use."""
+    return [
+        [
+            c.batch,
+            str(len(c.nodes)),
+            str(c.workers_alive),
+            str(c.cores),
+            fmt_bytes(c.memory_mb * MIB),
+            fmt_duration(c.start_s),
+        ]
+        for c in stats.spark_clusters
+    ]
+
+
+def spark_leftovers(stats: RunStats) -> list[str]:
+    """Lines naming Spark processes a cluster's stop left behind: they hold the nodes'
+    cores and memory from the next job, so they must not pass unnoticed."""
+    return [
+        f"Spark processes left after the stop of {c.batch}'s cluster: {', '.join(c.leftover)}"
+        for c in stats.spark_clusters
+        if c.leftover
+    ]
+
+
+def spark_app_state(stats: RunStats, app: SparkApp) -> str:
+    """The exit code of an ended application; one without an end is `running` while its job
+    is (no record of the job ending after the app started) and else `incomplete`: the driver
+    died, or the job was killed, before Spark wrote the end."""
+    if app.complete:
+        return "-" if app.exit_code is None else str(app.exit_code)
+    record = stats.records.get(app.job)
+    if record is None or (app.start is not None and record.end < app.start):
+        return "running"
+    return "incomplete"
+
+
+def spark_app_rows(stats: RunStats) -> list[list[str]]:
+    """One row per Spark application, in start order (terminal and HTML report alike)."""
+    return [
+        [
+            a.job,
+            a.app_id,
+            a.name or "-",
+            fmt_duration(a.duration_s),
+            str(a.executors),
+            str(a.executor_cores),
+            spark_app_state(stats, a),
+        ]
+        for a in stats.spark_apps
+    ]
+
+
 def totals_line(totals: UsageTotals) -> str:
     return (
         f"{totals.jobs} SLURM jobs, {totals.node_hours:.4f} node-hours; "
@@ -404,6 +474,13 @@ def format_stats(stats: RunStats, top: int = 10) -> str:
     nodes = node_summary(stats)
     if nodes:
         out += ["", "Node use (resource monitor):", table(NODE_HEADER, nodes, right={2, 3, 4, 5})]
+    if stats.spark_clusters:
+        out += ["", "Spark clusters:"]
+        out.append(table(SPARK_CLUSTER_HEADER, spark_cluster_rows(stats), right={1, 2, 3, 4, 5}))
+        out += spark_leftovers(stats)
+    if stats.spark_apps:
+        out += ["", "Spark applications:"]
+        out.append(table(SPARK_APP_HEADER, spark_app_rows(stats), right={3, 4, 5}))
     summary = job_summary(stats, top)
     out.append("")
     times = summary["run_time_s"]
@@ -451,6 +528,8 @@ def stats_to_dict(stats: RunStats, top: int = 10) -> dict[str, Any]:
         ],
         "totals": totals.__dict__ if stats.usage else None,
         "jobs": job_summary(stats, top),
+        "spark_clusters": [c.to_dict() for c in stats.spark_clusters],
+        "spark_apps": [a.to_dict() for a in stats.spark_apps],
     }
 
 

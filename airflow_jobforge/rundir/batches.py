@@ -30,6 +30,22 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
+class SparkSpec:
+    """The batch's Spark cluster (the group's `spark` settings, validated by the config).
+    Memory values are SLURM-style sizes (plain number: MB); the node turns them into Spark's."""
+
+    worker_memory: str | None = None
+    worker_cores: int | None = None
+    driver_memory: str = "1G"
+    executor_memory: str | None = None
+    memory_overhead: str = "1G"
+    conf: dict[str, str] = field(default_factory=dict)
+    local_dir: str | None = None
+    spark_home: str | None = None
+    startup_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
 class BatchSpec:
     batch: str
     jobs: tuple[JobSpec, ...]
@@ -39,6 +55,7 @@ class BatchSpec:
     env: dict[str, str] = field(default_factory=dict)
     # The resource monitor's sampling interval; 0 (or an older batch file) means off.
     monitor_interval_s: float = 0.0
+    spark: SparkSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """What `dataclasses.asdict` gives, built directly: asdict copies value by value,
@@ -47,6 +64,8 @@ class BatchSpec:
         data = {name: getattr(self, name) for name in _BATCH_FIELDS}
         data["jobs"] = tuple({name: getattr(j, name) for name in _JOB_FIELDS} for j in self.jobs)
         data["env"] = dict(self.env)
+        if self.spark is not None:
+            data["spark"] = {name: getattr(self.spark, name) for name in _SPARK_FIELDS}
         return data
 
     @classmethod
@@ -61,7 +80,8 @@ class BatchSpec:
             )
             for job in data["jobs"]
         )
-        return cls(**{**data, "jobs": jobs})
+        spark = data.get("spark")
+        return cls(**{**data, "jobs": jobs, "spark": SparkSpec(**spark) if spark else None})
 
     def dump(self, path: str | os.PathLike[str]) -> None:
         Path(path).write_text(json.dumps(self.to_dict()), encoding="utf-8")
@@ -73,6 +93,7 @@ class BatchSpec:
 
 _JOB_FIELDS = tuple(f.name for f in fields(JobSpec))  # values: str, bool, tuples of str
 _BATCH_FIELDS = tuple(f.name for f in fields(BatchSpec))
+_SPARK_FIELDS = tuple(f.name for f in fields(SparkSpec))
 
 
 def array_task(spec: BatchSpec, index: int) -> BatchSpec:
@@ -83,15 +104,7 @@ def array_task(spec: BatchSpec, index: int) -> BatchSpec:
     once and appends from several hosts to one file are not atomic on NFS."""
     if not 0 <= index < len(spec.jobs):
         raise ValueError(f"array index {index} outside batch {spec.batch} ({len(spec.jobs)} jobs)")
-    return BatchSpec(
-        batch=f"{spec.batch}.{index}",
-        jobs=(spec.jobs[index],),
-        num_processes=1,
-        node_setup_command=spec.node_setup_command,
-        node_teardown_command=spec.node_teardown_command,
-        env=spec.env,
-        monitor_interval_s=spec.monitor_interval_s,
-    )
+    return replace(spec, batch=f"{spec.batch}.{index}", jobs=(spec.jobs[index],), num_processes=1)
 
 
 def restrict_batch(spec: BatchSpec, keep: Iterable[str], batch: str | None = None) -> BatchSpec:

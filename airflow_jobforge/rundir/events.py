@@ -31,6 +31,8 @@ BATCH_ENDED = "batch_ended"
 RETRY_MORE_RESOURCES = "retry_more_resources"
 CANCELED_BY_USER = "canceled_by_user"
 RECORDS_COMPLETED = "records_completed"
+SPARK_CLUSTER_READY = "spark_cluster_ready"
+SPARK_CLUSTER_FAILED = "spark_cluster_failed"
 EVENT_TYPES = (
     BATCH_SUBMITTED,
     BATCH_ADOPTED,
@@ -42,6 +44,8 @@ EVENT_TYPES = (
     RETRY_MORE_RESOURCES,
     CANCELED_BY_USER,
     RECORDS_COMPLETED,
+    SPARK_CLUSTER_READY,
+    SPARK_CLUSTER_FAILED,
 )
 
 

@@ -47,13 +47,16 @@ class ResultRecord:
     host: str | None = None
     max_rss_bytes: int | None = None
     cpu_time_s: float | None = None
+    # The Spark applications the job ran (their ids; `rundir.spark` reads their event logs).
+    spark_apps: list[str] | None = None
 
     @property
     def succeeded(self) -> bool:
         return self.status == "finished" and self.return_code == 0
 
     def to_json(self) -> str:
-        # Every field is a scalar: asdict's deep copy would cost the node runner ~11 µs a job.
+        # Scalars and spark_apps' short list: asdict's deep copy would cost the node runner
+        # ~11 µs a job.
         fields = {k: getattr(self, k) for k in self.__dataclass_fields__}
         return json.dumps(
             {k: v for k, v in fields.items() if v is not None or k in _ALWAYS},
