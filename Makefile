@@ -12,7 +12,7 @@ MKDOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,postgres,docs]"
+	$(PY) -m pip install -q -e ".[test,postgres,docs,spark]"
 	touch $(STAMP)
 
 venv: $(STAMP)

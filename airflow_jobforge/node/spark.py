@@ -63,6 +63,8 @@ MIN_WORKER_MB = 512
 LOG_TAIL_LINES = 15
 _MASTER_URL = re.compile(r"Starting Spark master at (spark://\S+)")
 _UI_PORT = re.compile(r"Successfully started service 'MasterUI' on port (\d+)")
+_STEP = re.compile(r"[0-9]+\.[0-9]+")
+STEP_FILE = "worker-step"
 _SIZE = re.compile(r"([0-9]+)([KMGT]?)")
 _UNIT_MB = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
 
@@ -477,7 +479,7 @@ class SparkCluster:
         """Workers (and their executors), then the master; node-local scratch removed."""
         if self.workers is not None:
             if self.under_slurm:
-                _stop_srun(self.workers)
+                _stop_srun(self.workers, self.logs / STEP_FILE)
             else:
                 _stop_group(self.workers)
         if self.master is not None:
@@ -536,11 +538,23 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
     _wait(proc, STOP_GRACE_S)
 
 
-def _stop_srun(proc: subprocess.Popen[bytes]) -> None:
-    """srun forwards SIGTERM to every task; two SIGINTs within a second make SLURM kill the
-    step (all its processes, on every node); SIGKILL of srun itself is the last resort."""
+def _stop_srun(proc: subprocess.Popen[bytes], step_file: Path) -> None:
+    """First SIGTERM to the step's processes on every node (`scancel --signal`): each JVM
+    stops its executors, each worker's parent removes its node's scratch. What is left then is
+    the step's end: srun's SIGTERM makes SLURM kill the step (every process, every node), two
+    SIGINTs within a second too; SIGKILL of srun itself is the last resort."""
     if proc.poll() is not None:
         return
+    try:
+        step = step_file.read_text(encoding="ascii").strip()
+    except OSError:
+        step = ""
+    if _STEP.fullmatch(step):
+        subprocess.run(
+            ["scancel", "--signal=TERM", step], capture_output=True, check=False, timeout=30
+        )
+        if _wait(proc, STOP_GRACE_S):
+            return
     proc.send_signal(signal.SIGTERM)
     if _wait(proc, STOP_GRACE_S):
         return
@@ -595,6 +609,10 @@ def run_worker(
     ]
     Path(logs).mkdir(parents=True, exist_ok=True)
     log_path = Path(logs) / f"worker-{_safe(host)}.log"
+    if os.environ.get("SLURM_PROCID") == "0" and os.environ.get("SLURM_STEP_ID"):
+        # The runner stops the step by its id (`scancel --signal=TERM job.step`): gently.
+        step = f"{os.environ.get('SLURM_JOB_ID', '')}.{os.environ['SLURM_STEP_ID']}"
+        (Path(logs) / STEP_FILE).write_text(step + "\n", encoding="ascii")
     # The JVM gets the signals itself (slurmstepd and the runner signal the whole step or
     # group); this parent only waits, whatever arrives. A handler, not SIG_IGN: an ignored
     # signal would stay ignored in the JVM across exec, a handled one is reset.

@@ -70,6 +70,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/conf.sh"
 # shellcheck source=nodes.sh
 source "$(dirname "${BASH_SOURCE[0]}")/nodes.sh"
 ensure_packages slurmctld slurmd slurm-client munge slurmdbd mariadb-server openssh-server
+# Java for the Spark clusters of `spark` groups (pyspark 4 needs 17+); pyspark is the
+# package's `spark` extra.
+ensure_packages openjdk-17-jre-headless
 ((NODES == 0)) || ensure_packages iproute2 util-linux
 
 mkdir -p "$STATE_DIR" /etc/slurm /var/log/slurm /var/lib/slurm/slurmctld /var/lib/slurm/slurmd \

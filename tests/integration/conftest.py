@@ -223,3 +223,54 @@ def node_down(host: str) -> Iterator[None]:
                 break
             assert time.monotonic() < deadline, f"node stays {states}"
             time.sleep(0.5)
+
+
+# --- the multi-node cluster (start.sh --nodes 3) ------------------------------------------
+@dataclass(frozen=True)
+class MultiNode:
+    partition: str
+    nodes: tuple[str, ...]
+
+
+def node_states(nodes: tuple[str, ...]) -> dict[str, str]:
+    out = subprocess.run(
+        ["sinfo", "-h", "-N", "-n", ",".join(nodes), "-o", "%N %t"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return dict(line.split() for line in out.splitlines() if line.strip())
+
+
+def wait_idle(nodes: tuple[str, ...], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while set(node_states(nodes).values()) != {"idle"}:
+        assert time.monotonic() < deadline, f"nodes not idle: {node_states(nodes)}"
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def multinode(cluster) -> MultiNode:
+    partition = cluster.env.get("JOBFORGE_SLURM_MULTI_PARTITION", "")
+    nodes = tuple(n for n in cluster.env.get("JOBFORGE_SLURM_MULTI_NODES", "").split(",") if n)
+    if not partition or len(nodes) < 3:
+        unavailable(
+            "the multi-node tests need three namespace nodes: scripts/slurm/start.sh --nodes 3 "
+            "(make cluster starts them)"
+        )
+    wait_idle(nodes)  # a test before may still be ending its jobs
+    return MultiNode(partition, nodes)
+
+
+def write_config(directory: Path, jobs: list[dict], group: dict) -> Path:
+    path = directory / f"{group['name']}.json"
+    path.write_text(json.dumps({"jobs": jobs, "submission_groups": [group]}))
+    return path
+
+
+def shared_dir(cluster) -> Path:
+    path = Path(
+        subprocess.check_output(["mktemp", "-d", "-p", str(cluster.shared)], text=True).strip()
+    )
+    path.chmod(0o1777)
+    return path

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -24,64 +22,21 @@ from airflow_jobforge.rundir import collect_results, read_records
 from airflow_jobforge.rundir.events import read_events
 
 from .airflow_helpers import run
-from .conftest import REPO, SSH_CONN_ID, STATE_DIR, start_cluster, unavailable
+from .conftest import (
+    REPO,
+    SSH_CONN_ID,
+    STATE_DIR,
+    MultiNode,
+    shared_dir,
+    start_cluster,
+    wait_idle,
+    write_config,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
-@dataclass(frozen=True)
-class MultiNode:
-    partition: str
-    nodes: tuple[str, ...]
-
-
-def node_states(nodes: tuple[str, ...]) -> dict[str, str]:
-    out = subprocess.run(
-        ["sinfo", "-h", "-N", "-n", ",".join(nodes), "-o", "%N %t"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    return dict(line.split() for line in out.splitlines() if line.strip())
-
-
-def wait_idle(nodes: tuple[str, ...], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while set(node_states(nodes).values()) != {"idle"}:
-        assert time.monotonic() < deadline, f"nodes not idle: {node_states(nodes)}"
-        time.sleep(0.5)
-
-
-@pytest.fixture
-def multinode(cluster) -> MultiNode:
-    partition = cluster.env.get("JOBFORGE_SLURM_MULTI_PARTITION", "")
-    nodes = tuple(n for n in cluster.env.get("JOBFORGE_SLURM_MULTI_NODES", "").split(",") if n)
-    if not partition or len(nodes) < 3:
-        unavailable(
-            "the multi-node tests need three namespace nodes: scripts/slurm/start.sh --nodes 3 "
-            "(make cluster starts them)"
-        )
-    wait_idle(nodes)  # a test before may still be ending its jobs
-    return MultiNode(partition, nodes)
-
-
-def write_config(directory: Path, jobs: list[dict], group: dict) -> Path:
-    path = directory / f"{group['name']}.json"
-    path.write_text(json.dumps({"jobs": jobs, "submission_groups": [group]}))
-    return path
-
-
-def shared_dir(cluster) -> Path:
-    path = Path(
-        subprocess.check_output(["mktemp", "-d", "-p", str(cluster.shared)], text=True).strip()
-    )
-    path.chmod(0o1777)
-    return path
-
-
-def test_batches_of_one_run_land_on_different_nodes_and_all_succeed(
-    cluster, multinode, tmp_path
-):
+def test_batches_of_one_run_land_on_different_nodes_and_all_succeed(cluster, multinode, tmp_path):
     # Three batches of two jobs, each batch owning a whole node while they overlap.
     jobs = [
         {"name": f"spread{i}", "command": "sleep 8; hostname", "submission_group": "spread"}
