@@ -173,8 +173,9 @@ def _salvage(
     bad_keys: set[str] = set()
     for err in exc.errors():
         loc = err["loc"]
-        if len(loc) >= 3 and loc[0] in ("jobs", "submission_groups") and isinstance(loc[1], int):
-            bad_fields.setdefault((str(loc[0]), loc[1]), set()).add(str(loc[2]))
+        if len(loc) >= 2 and loc[0] in ("jobs", "submission_groups") and isinstance(loc[1], int):
+            # (key, i) alone: a rule across the item's fields (a group's spark vs batching)
+            bad_fields.setdefault((str(loc[0]), loc[1]), set()).add(str(loc[2:3] and loc[2]))
         elif loc:
             bad_keys.add(str(loc[0]))
     pruned = {k: v for k, v in data.items() if k not in bad_keys}
@@ -191,6 +192,8 @@ def _salvage(
             replacement = {"name": name}
         if isinstance(name, str):
             excused[key].add(name)
+        if key not in pruned:
+            continue
         pruned[key] = list(pruned[key])
         pruned[key][i] = replacement
     for key in excused:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from airflow_jobforge.config import SlurmParams
-from airflow_jobforge.rundir import collect_results, read_records
+from airflow_jobforge.rundir import collect_results, read_records, results_file
 from airflow_jobforge.rundir.batches import BatchSpec, JobSpec, SparkSpec
 from airflow_jobforge.rundir.events import read_events
 from airflow_jobforge.rundir.spark import read_cluster_infos, read_spark_apps
@@ -199,7 +199,7 @@ def wait_for_app(out: Path, job: str, timeout: float = 180) -> None:
 
 
 def assert_all_recorded_and_no_jvm(out: Path, names: list[str], nodes) -> None:
-    records = read_records(out)
+    records = list(read_records(results_file(out, "spark-0000")))
     assert sorted(r.name for r in records) == sorted(names), "exactly one record per job"
     wait_idle(nodes)
     assert spark_jvms() == [], "a Spark JVM outlived its allocation"
