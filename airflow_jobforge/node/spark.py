@@ -65,6 +65,7 @@ _MASTER_URL = re.compile(r"Starting Spark master at (spark://\S+)")
 _UI_PORT = re.compile(r"Successfully started service 'MasterUI' on port (\d+)")
 _STEP = re.compile(r"[0-9]+\.[0-9]+")
 STEP_FILE = "worker-step"
+EXECUTORS_DIR = "executors"
 _SIZE = re.compile(r"([0-9]+)([KMGT]?)")
 _UNIT_MB = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
 
@@ -631,12 +632,27 @@ def run_worker(
             log.write(f"cannot start the Spark worker: {exc}\n".encode())
             return 127
         code = proc.wait()
+    keep_executor_logs(work, Path(logs) / EXECUTORS_DIR / _safe(host))
     shutil.rmtree(node_scratch, ignore_errors=True)
     try:
         os.rmdir(scratch)  # the last one out (on the runner's node the runner removes it)
     except OSError:
         pass
     return code
+
+
+def keep_executor_logs(work: Path, into: Path) -> None:
+    """The executors' stdout/stderr (`<work>/<app>/<executor>/`) into the run dir before the
+    node-local work dir goes: what a failed task printed is often only there."""
+    for log in work.glob("*/*/std*"):
+        if log.name not in ("stdout", "stderr") or not log.is_file():
+            continue
+        target = into / log.relative_to(work)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, target)
+        except OSError:
+            continue
 
 
 def _keep_waiting(_signum: int, _frame: object) -> None:

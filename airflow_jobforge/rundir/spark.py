@@ -2,6 +2,7 @@
 
     spark/<batch>/cluster.json              the cluster: master URL, nodes, workers, timings
     spark/<batch>/logs/master.log           the master's log; worker-<host>.log per node
+    spark/<batch>/logs/executors/<host>/<app id>/<executor>/stdout|stderr
     spark/<batch>/events/<job>/<app id>     Spark event logs of the applications a job ran
 
 The node runner hands each job its own `SPARK_CONF_DIR`, whose `spark.eventLog.dir` is the

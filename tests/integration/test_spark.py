@@ -184,6 +184,10 @@ def test_a_failing_spark_job_fails_its_record_and_the_next_spark_job_still_runs(
     assert json.loads((out / "counts.json").read_text()) == dict(expected)
     assert records["fails"].spark_apps and records["counts"].spark_apps
     assert records["fails"].spark_apps != records["counts"].spark_apps
+    # The task's traceback, printed by an executor on a node, is kept in the run dir.
+    (app,) = records["fails"].spark_apps
+    logs = out / "spark" / "spark-0000" / "logs" / "executors"
+    assert any("ZeroDivisionError" in p.read_text() for p in logs.glob(f"*/{app}/*/stderr"))
     wait_idle(multinode.nodes)
     assert spark_jvms() == []
 
