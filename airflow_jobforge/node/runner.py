@@ -610,22 +610,12 @@ class BatchRunner:
 
         try:
             info = self.spark.start(pause)
-        except (SparkStartError, OSError, ValueError) as exc:
-            reason = str(exc) if isinstance(exc, SparkStartError) else ""
-            if isinstance(exc, OSError):
-                reason = f"Spark cluster not started: {_oserror(exc)}"
-            elif isinstance(exc, ValueError):
-                reason = f"Spark cluster not started: {exc}"
-            if wake.terminated_by is None:
-                self.events.emit(
-                    SPARK_CLUSTER_FAILED,
-                    batch=self.spec.batch,
-                    hpc_job_id=self.hpc_job_id,
-                    message=reason,
-                )
-            for job in self.spec.jobs:
-                self._record(job, "canceled", None, None, reason)
-            return False
+        except SparkStartError as exc:
+            return self._spark_failed(str(exc), wake)
+        except OSError as exc:
+            return self._spark_failed(f"Spark cluster not started: {_oserror(exc)}", wake)
+        except ValueError as exc:  # a size the config should have refused
+            return self._spark_failed(f"Spark cluster not started: {exc}", wake)
         self._write_cluster_info()
         self.events.emit(
             SPARK_CLUSTER_READY,
@@ -636,6 +626,18 @@ class BatchRunner:
         )
         self._launcher.env.update(self.spark.env())
         return True
+
+    def _spark_failed(self, reason: str, wake: _Wakeup) -> bool:
+        if wake.terminated_by is None:
+            self.events.emit(
+                SPARK_CLUSTER_FAILED,
+                batch=self.spec.batch,
+                hpc_job_id=self.hpc_job_id,
+                message=reason,
+            )
+        for job in self.spec.jobs:
+            self._record(job, "canceled", None, None, reason)
+        return False
 
     def _stop_spark(self, spark: SparkCluster) -> None:
         try:

@@ -216,7 +216,8 @@ def this_host(env: Mapping[str, str] = os.environ) -> str:
 
 # --- the cluster --------------------------------------------------------------------------
 class SparkCluster:
-    """One batch's cluster: `start`, then `job_env` per job, `apps_of` after it, `stop`."""
+    """One batch's cluster: `start`, `env` for all jobs and `job_conf_dir` for each, `apps_of`
+    after a job, `stop`."""
 
     def __init__(self, spec: SparkSpec, output_dir: Path, batch: str, python: str) -> None:
         self.spec = spec
