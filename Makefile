@@ -26,10 +26,11 @@ demo: venv
 		|| echo "(exit code $$?: some jobs did not succeed, as the example intends)"
 
 # As root, the real SLURM cluster + loopback sshd are started first (idempotent), with three
-# namespace nodes for the multi-node tests; without root the integration tests skip, except
-# under CI=true where they fail.
+# namespace nodes for the multi-node tests, and the container runtimes and test images
+# (podman, charliecloud); without root the integration tests skip, except under CI=true where
+# they fail.
 cluster:
-	@if [ "$$(id -u)" = 0 ]; then scripts/slurm/start.sh --nodes 3; \
+	@if [ "$$(id -u)" = 0 ]; then scripts/slurm/start.sh --nodes 3 && scripts/containers/build-images.sh; \
 	else echo "not root: SLURM cluster not started, integration tests will skip"; fi
 
 # As root, the real Airflow deployment (PostgreSQL, api-server, scheduler, dag-processor,

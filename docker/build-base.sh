@@ -6,6 +6,8 @@
 # --build-arg BASE=debian:bookworm instead.
 #
 #   docker/build-base.sh [--force]
+#   docker/build-base.sh --rootfs DIR   # only the root file system, into DIR (no Docker):
+#                                       # scripts/containers/build-images.sh's images
 #   JOBFORGE_DEBIAN_MIRROR=http://deb.debian.org/debian (default)
 set -euo pipefail
 LOG_PREFIX=build-base
@@ -13,19 +15,32 @@ LOG_PREFIX=build-base
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 MIRROR=${JOBFORGE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
-force=0
-[[ ${1:-} == --force ]] && force=1
+force=0 rootfs_only=
+case ${1:-} in
+  --force) force=1 ;;
+  --rootfs) rootfs_only=${2:?--rootfs needs a directory} ;;
+esac
 [[ $(id -u) -eq 0 ]] || die "must run as root (debootstrap, dockerd)"
-ensure_tools
-ensure_daemon
-if ((!force)) && "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-  log "$BASE_IMAGE exists (--force rebuilds it)"
-  exit 0
+if [[ -n $rootfs_only ]]; then
+  source "$REPO/scripts/packages.sh"
+  ensure_packages debootstrap
+else
+  ensure_tools
+  ensure_daemon
+  if ((!force)) && "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    log "$BASE_IMAGE exists (--force rebuilds it)"
+    exit 0
+  fi
 fi
 
-root=$(mktemp -d /var/tmp/jobforge-rootfs.XXXXXX)
+if [[ -n $rootfs_only ]]; then
+  root=$rootfs_only
+  rm -rf "$root" && mkdir -p "$root"
+else
+  root=$(mktemp -d /var/tmp/jobforge-rootfs.XXXXXX)
+  trap 'rm -rf "$root"' EXIT
+fi
 chmod 755 "$root"  # the image's / : mktemp made it 700, which locks out every user but root
-trap 'rm -rf "$root"' EXIT
 t0=$SECONDS
 log "debootstrap --variant=minbase bookworm ($MIRROR)"
 debootstrap --variant=minbase bookworm "$root" "$MIRROR" >"$root.log" 2>&1 ||
@@ -40,5 +55,9 @@ LIST
 printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
   >"$root/etc/apt/apt.conf.d/90jobforge"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+if [[ -n $rootfs_only ]]; then
+  log "root file system in $root in $((SECONDS - t0))s"
+  exit 0
+fi
 tar -C "$root" -c . | "$DOCKER" import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
 log "$BASE_IMAGE built in $((SECONDS - t0))s ($("$DOCKER" image inspect -f '{{.Size}}' "$BASE_IMAGE") bytes)"

@@ -131,25 +131,127 @@ class BatchingParams(_Frozen):
         return self
 
 
+ContainerRuntime = Literal["apptainer", "singularity", "podman", "charliecloud"]
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# podman's image references: [registry/]name[:tag][@digest]
+_IMAGE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,499}")
+# apptainer/singularity also take URIs: docker://, oras://, library://, shub://, docker-archive:
+_IMAGE_URI = re.compile(r"[a-z][a-z0-9+-]*:[^\x00-\x1f\x7f]+")
+
+
+def _no_control(value: str) -> bool:
+    return not any(ord(c) < 32 or ord(c) == 127 for c in value)
+
+
 class ContainerParams(_Frozen):
-    """Run the node runner inside an Apptainer/Singularity image."""
+    """Run each job's command in an image; the node runner stays on the host, so records,
+    signals, stdout/stderr files and the resource monitor work as without a container.
+    `scope: runner` runs the whole node runner in the image instead (apptainer/singularity)."""
 
-    image: str = Field(min_length=1, description="The image, e.g. /images/sim.sif")
-    runtime: Literal["apptainer", "singularity"] = Field(
-        default="apptainer", description="`<runtime> exec` runs the node runner"
+    image: str = Field(
+        min_length=1,
+        description="apptainer/singularity: an image file (/images/sim.sif) or URI (docker://...); "
+        "podman: an image reference (localhost/sim:1); charliecloud: an image directory",
     )
-    bind: tuple[str, ...] = Field(default=(), description="Paths to bind (`--bind` each)")
+    runtime: ContainerRuntime = Field(
+        default="apptainer", description="apptainer, singularity, podman or charliecloud"
+    )
+    scope: Literal["job", "runner"] = Field(
+        default="job",
+        description="job: each job's command runs in the image; runner: the node runner does "
+        "(apptainer/singularity only; the image needs Python)",
+    )
+    bind: tuple[str, ...] = Field(
+        default=(),
+        description="SRC[:DST[:OPTS]] to mount (DST defaults to SRC). The run's output dir and "
+        "the job's working dir are always mounted at their own paths",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Variables set in the container")
+    pass_env: tuple[str, ...] = Field(
+        default=(),
+        description="Host variables handed in by name (podman passes only these and jobforge's; "
+        "apptainer and charliecloud pass the whole environment anyway)",
+    )
+    workdir: str | None = Field(
+        default=None, description="Working dir in the container. Default: the job's own"
+    )
+    gpus: bool = Field(
+        default=False,
+        description="The node's GPUs in the container: apptainer --nv, podman CDI "
+        "--device nvidia.com/gpu=all (charliecloud: inject with ch-fromhost --nvidia instead)",
+    )
     exec_args: tuple[str, ...] = Field(
-        default=(), description="More arguments of `<runtime> exec`, before the image"
+        default=(), description="More arguments of the runtime's run command, before the image"
     )
 
-    @field_validator("image", "bind", "exec_args")
+    @field_validator("image", "exec_args", "pass_env", "workdir")
     @classmethod
     def _printable(cls, value: Any) -> Any:
-        for item in (value,) if isinstance(value, str) else value:
-            if any(ord(c) < 32 or ord(c) == 127 for c in item):
+        for item in (value,) if isinstance(value, str) or value is None else value:
+            if item is not None and not _no_control(item):
                 raise ValueError(f"{item!r} contains control characters")
         return value
+
+    @field_validator("bind")
+    @classmethod
+    def _binds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            parts = item.split(":")
+            if len(parts) > 3 or not _no_control(item):
+                raise ValueError(
+                    f"bind {item!r} must be SRC[:DST[:OPTS]] without control characters"
+                )
+            for path in parts[:2]:
+                if not path.startswith("/"):
+                    raise ValueError(f"bind {item!r}: {path!r} must be an absolute path")
+            if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+                raise ValueError(f"bind {item!r}: options must be ro or rw")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not _ENV_NAME.fullmatch(key):
+                raise ValueError(
+                    f"env name {key!r} must be A-Z a-z 0-9 _, not starting with a digit"
+                )
+            if not isinstance(item, str) or not _no_control(item):
+                raise ValueError(f"env {key!r}: the value must be text without control characters")
+        return value
+
+    @field_validator("pass_env")
+    @classmethod
+    def _pass_env(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            if not _ENV_NAME.fullmatch(key):
+                raise ValueError(f"pass_env name {key!r} must be A-Z a-z 0-9 _")
+        return value
+
+    @model_validator(mode="after")
+    def _per_runtime(self) -> ContainerParams:
+        runtime, image = self.runtime, self.image
+        if runtime == "podman":
+            if not _IMAGE_REFERENCE.fullmatch(image):
+                raise ValueError(f"podman image {image!r} must be a reference like localhost/sim:1")
+        elif runtime == "charliecloud":
+            if not image.startswith("/"):
+                raise ValueError(f"charliecloud image {image!r} must be an absolute directory path")
+        elif not image.startswith("/") and not _IMAGE_URI.fullmatch(image):
+            raise ValueError(f"{runtime} image {image!r} must be an absolute path or a URI")
+        if self.scope == "runner" and runtime not in ("apptainer", "singularity"):
+            raise ValueError(
+                f"scope runner needs apptainer or singularity: {runtime} runs each job's command"
+            )
+        if runtime == "charliecloud" and any(item.count(":") == 2 for item in self.bind):
+            raise ValueError("charliecloud binds take no options: ch-run mounts read-write")
+        if self.gpus and runtime == "charliecloud":
+            raise ValueError(
+                "gpus with charliecloud: inject the driver into the image (ch-fromhost --nvidia)"
+            )
+        if self.workdir is not None and not self.workdir.startswith("/"):
+            raise ValueError(f"workdir {self.workdir!r} must be an absolute path")
+        return self
 
 
 _SPARK_KEY = re.compile(r"spark\.[A-Za-z0-9_.-]+")

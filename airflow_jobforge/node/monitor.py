@@ -227,6 +227,8 @@ class ResourceMonitor:
         self._jobs: dict[str, _Job] = {}  # by pid, as /proc names it
         self._procs: dict[str, tuple[int, str | None]] = {}  # pid -> (start, job pid or None)
         self._scans = 0
+        self._pidfiles: dict[str, str] = {}  # job pid -> pid file not read yet
+        self._aliases: dict[str, str] = {}  # pid of a process outside the tree -> job pid
         self._ncpus = os.cpu_count() or 1
         self._job_keys = f'"batch":{json.dumps(batch)},"host":{json.dumps(host)}'
         self._node_prefix = (
@@ -243,14 +245,22 @@ class ResourceMonitor:
         self.cpu_s += time.thread_time() - started
 
     # --- what the runner calls ---------------------------------------------------------------
-    def job_started(self, pid: int, name: str) -> None:
+    def job_started(self, pid: int, name: str, pidfile: str | None = None) -> None:
+        """`pidfile`: where a process outside the job's tree that runs its work will write its
+        pid (podman's conmon, parent of the container): its processes count to the job too."""
         now = time.monotonic()
         self._jobs[str(pid)] = _Job(name, f'{self._job_keys},"job":{json.dumps(name)}', now)
+        if pidfile is not None:
+            self._pidfiles[str(pid)] = pidfile
         if self._next_due is None:
             self._next_due = now + min(self.interval_s, FIRST_SAMPLE_MAX_S)
 
     def job_ended(self, pid: int) -> None:
-        self._jobs.pop(str(pid), None)
+        key = str(pid)
+        self._jobs.pop(key, None)
+        self._pidfiles.pop(key, None)
+        for alias in [a for a, owner in self._aliases.items() if owner == key]:
+            del self._aliases[alias]
 
     def seconds_until_due(self) -> float | None:
         if self._next_due is None or self.stopped:
@@ -307,7 +317,7 @@ class ResourceMonitor:
     def _job_totals(self) -> dict[str, list[int]]:
         """Per job pid: [cpu ticks, rss bytes, live processes, read bytes, written bytes]."""
         jobs = self._jobs
-        full = self._scans % FULL_SCAN_EVERY == 0
+        full = self._adopt_pidfiles() or self._scans % FULL_SCAN_EVERY == 0
         self._scans += 1
         cached = self._procs
         procs: dict[str, tuple[int, str | None]] = {}
@@ -327,7 +337,7 @@ class ResourceMonitor:
             if entry is not None and entry[0] == stat.start:
                 procs[name] = entry
 
-        owners: dict[str, str | None] = {}
+        owners: dict[str, str | None] = dict(self._aliases)
         for name in stats:
             _resolve(name, jobs, stats, procs, owners)
 
@@ -351,6 +361,21 @@ class ResourceMonitor:
             acc[4] += written
         self._procs = procs
         return totals
+
+    def _adopt_pidfiles(self) -> bool:
+        """Read the pid files that appeared; True when one did (its processes may have been
+        set aside as outsiders already: the scan must read every process again)."""
+        adopted = False
+        for job, path in list(self._pidfiles.items()):
+            try:
+                text = _read_head(path).strip()
+            except OSError:
+                continue
+            if text.isdigit():
+                self._aliases[text.decode()] = job
+                del self._pidfiles[job]
+                adopted = True
+        return adopted
 
     def _node_counters(self) -> _NodeCounters:
         busy, total = parse_cpu_times(_read_head(f"{PROC}/stat"))

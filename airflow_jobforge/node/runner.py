@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airflow_jobforge.node.containers import ContainerUnavailable, JobContainers
 from airflow_jobforge.node.monitor import ResourceMonitor
 from airflow_jobforge.node.say import say
 from airflow_jobforge.node.schedule import JobGraph
@@ -307,6 +308,7 @@ class BatchRunner:
         self.recorded: set[str] = set()
         self.any_failed = False
         self.spark: SparkCluster | None = None
+        self.containers: JobContainers | None = None
 
     # --- records ---------------------------------------------------------------------------
     def _record(
@@ -546,6 +548,8 @@ class BatchRunner:
                 self._run_node_command("node_teardown", teardown, wake, TEARDOWN_TIMEOUT_S)
             except OSError as exc:
                 say(f"node teardown not started: {_oserror(exc)}")
+        if self.containers is not None:
+            self.containers.close()
         wake.close()
         self._launcher.close()
         if self._clear_refs is not None:
@@ -560,6 +564,8 @@ class BatchRunner:
         if setup and not self._node_setup(setup, wake):
             return self._exit_code(wake)
         if self.spec.spark is not None and not self._start_spark(wake):
+            return self._exit_code(wake)
+        if self.spec.container is not None and not self._prepare_containers():
             return self._exit_code(wake)
         graph = JobGraph(self.spec.jobs, self.recorded, self._cancel)
         graph.start(self._failed_external_blockers())
@@ -598,6 +604,32 @@ class BatchRunner:
         if rc is None:
             return None, "batch terminated during node setup"
         return rc, f"node setup command failed with exit code {rc}"
+
+    def _prepare_containers(self) -> bool:
+        """The jobs' runtime and image are on this node; if not, every job is recorded
+        canceled with why (one clear reason instead of one failure per job)."""
+        assert self.spec.container is not None
+        env = self._launcher.env
+        self.containers = JobContainers(
+            self.spec.container, self.spec.batch, self.output_dir, env, tuple(self.spec.env)
+        )
+        try:
+            self.containers.prepare(env)
+        except ContainerUnavailable as exc:
+            reason = str(exc)
+            self.events.emit(
+                NODE_SETUP_FAILED, batch=self.spec.batch, hpc_job_id=self.hpc_job_id, message=reason
+            )
+            for job in self.spec.jobs:
+                self._record(job, "canceled", None, None, reason)
+            return False
+        return True
+
+    def _remove_container(self, job: JobSpec) -> None:
+        if self.containers is not None:
+            problem = self.containers.cleanup(job.name)
+            if problem:
+                say(f"container of job {job.name} not removed: {problem}")
 
     def _start_spark(self, wake: _Wakeup) -> bool:
         """The batch's Spark cluster up; if not, every job is recorded canceled with why."""
@@ -667,14 +699,18 @@ class BatchRunner:
             try:
                 if self.spark is not None:
                     self._launcher.env["SPARK_CONF_DIR"] = self.spark.job_conf_dir(job.name)
-                pid = self._spawn(job.name, job_argv(job))
+                argv = job_argv(job)
+                if self.containers is not None:
+                    argv = self.containers.argv(job.name, argv)
+                pid = self._spawn(job.name, argv)
             except OSError as exc:
                 self._record(job, "missing", None, None, f"not started: {_oserror(exc)}")
                 graph.release(job.name, False)
                 continue
             running[pid] = _Running(job, self.clock())
             if monitor is not None:
-                monitor.job_started(pid, job.name)
+                pidfile = self.containers.pidfile(job.name) if self.containers else None
+                monitor.job_started(pid, job.name, pidfile=pidfile)
 
     def _await_ended(self, graph: JobGraph, running: dict[int, _Running], wake: _Wakeup) -> None:
         monitor = self.monitor
@@ -706,6 +742,7 @@ class BatchRunner:
         self, graph: JobGraph, done: _Running, rc: int, usage: resource.struct_rusage | None
     ) -> None:
         if rc < 0:
+            self._remove_container(done.job)  # its client was killed; podman's container lives
             self._record(
                 done.job, "finished", 128 - rc, done.start, f"killed by signal {-rc}", usage
             )
@@ -720,6 +757,7 @@ class BatchRunner:
         ended = self._stop_all(running, wake)
         reason = _terminated(wake)
         for pid, r in running.items():
+            self._remove_container(r.job)
             self._record(r.job, "missing", None, r.start, reason, ended[pid][2])
         for job in self.spec.jobs:
             if job.name not in self.recorded:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from airflow_jobforge.config.graph import topological_order
 from airflow_jobforge.config.models import Job, JobConfiguration, SubmissionGroup
 from airflow_jobforge.errors import JobForgeError
-from airflow_jobforge.rundir.batches import BatchSpec, JobSpec, SparkSpec
+from airflow_jobforge.rundir.batches import BatchSpec, ContainerSpec, JobSpec, SparkSpec
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,25 @@ def batch_spec(
         node_teardown_command=config.node_teardown_command,
         monitor_interval_s=group.monitor.interval_s,
         spark=spark_spec(group),
+        container=container_spec(group),
+    )
+
+
+def container_spec(group: SubmissionGroup) -> ContainerSpec | None:
+    """The image the group's jobs run in; None without one, or when the whole node runner
+    runs in it (scope `runner`: the batch script wraps the runner instead)."""
+    container = group.container
+    if container is None or container.scope != "job":
+        return None
+    return ContainerSpec(
+        runtime=container.runtime,
+        image=container.image,
+        bind=container.bind,
+        env=dict(container.env),
+        pass_env=container.pass_env,
+        workdir=container.workdir,
+        gpus=container.gpus,
+        args=container.exec_args,
     )
 
 

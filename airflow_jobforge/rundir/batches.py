@@ -46,6 +46,20 @@ class SparkSpec:
 
 
 @dataclass(frozen=True)
+class ContainerSpec:
+    """The image each job's command runs in (the group's `container` with scope `job`)."""
+
+    runtime: str
+    image: str
+    bind: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    pass_env: tuple[str, ...] = ()
+    workdir: str | None = None
+    gpus: bool = False
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BatchSpec:
     batch: str
     jobs: tuple[JobSpec, ...]
@@ -56,6 +70,7 @@ class BatchSpec:
     # The resource monitor's sampling interval; 0 (or an older batch file) means off.
     monitor_interval_s: float = 0.0
     spark: SparkSpec | None = None
+    container: ContainerSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """What `dataclasses.asdict` gives, built directly: asdict copies value by value,
@@ -66,6 +81,8 @@ class BatchSpec:
         data["env"] = dict(self.env)
         if self.spark is not None:
             data["spark"] = {name: getattr(self.spark, name) for name in _SPARK_FIELDS}
+        if self.container is not None:
+            data["container"] = {name: getattr(self.container, name) for name in _CONTAINER_FIELDS}
         return data
 
     @classmethod
@@ -81,7 +98,24 @@ class BatchSpec:
             for job in data["jobs"]
         )
         spark = data.get("spark")
-        return cls(**{**data, "jobs": jobs, "spark": SparkSpec(**spark) if spark else None})
+        container = data.get("container")
+        if container:
+            container = ContainerSpec(
+                **{
+                    **container,
+                    "bind": tuple(container.get("bind", ())),
+                    "pass_env": tuple(container.get("pass_env", ())),
+                    "args": tuple(container.get("args", ())),
+                }
+            )
+        return cls(
+            **{
+                **data,
+                "jobs": jobs,
+                "spark": SparkSpec(**spark) if spark else None,
+                "container": container or None,
+            }
+        )
 
     def dump(self, path: str | os.PathLike[str]) -> None:
         Path(path).write_text(json.dumps(self.to_dict()), encoding="utf-8")
@@ -94,6 +128,7 @@ class BatchSpec:
 _JOB_FIELDS = tuple(f.name for f in fields(JobSpec))  # values: str, bool, tuples of str
 _BATCH_FIELDS = tuple(f.name for f in fields(BatchSpec))
 _SPARK_FIELDS = tuple(f.name for f in fields(SparkSpec))
+_CONTAINER_FIELDS = tuple(f.name for f in fields(ContainerSpec))
 
 
 def array_task(spec: BatchSpec, index: int) -> BatchSpec:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from airflow_jobforge.config.models import ContainerParams, SlurmParams
+from airflow_jobforge.containers import runner_prefix
 from airflow_jobforge.errors import JobForgeError
 from airflow_jobforge.rundir import EXIT_OUTPUT_UNWRITABLE
 from airflow_jobforge.rundir.batches import BatchSpec
@@ -163,11 +164,10 @@ def runner_command(request: SubmitRequest) -> list[str]:
     if request.array:
         command += ["$array_index"]
     container = request.container
-    if container is not None:
-        prefix = [container.runtime, "exec"]
-        for bind in container.bind:
-            prefix += ["--bind", bind]
-        prefix += [*container.exec_args, container.image]
+    if container is not None and container.scope == "runner":
+        prefix = runner_prefix(
+            container.runtime, container.image, container.bind, container.exec_args
+        )
         command = prefix + command
     return command
 

@@ -97,7 +97,7 @@ def test_script_is_valid_bash_and_quotes_hostile_paths(tmp_path):
             output_dir=hostile,
             pythonpath="/opt/x y",
             python="/usr/bin/py 3",
-            container=ContainerParams(image="/img/a b.sif", bind=("/s;t",)),
+            container=ContainerParams(image="/img/a b.sif", bind=("/s;t",), scope="runner"),
         )
     ).script
     assert subprocess.run(["bash", "-n"], input=script, text=True, check=False).returncode == 0
@@ -109,7 +109,9 @@ def test_script_is_valid_bash_and_quotes_hostile_paths(tmp_path):
 def test_container_runtime_wraps_the_node_runner():
     script = sbatch_job(
         request(
-            container=ContainerParams(image="/i.sif", runtime="singularity", exec_args=("--nv",))
+            container=ContainerParams(
+                image="/i.sif", runtime="singularity", exec_args=("--nv",), scope="runner"
+            )
         )
     ).script
     assert "singularity exec --nv /i.sif python3 -m airflow_jobforge.node run-batch" in script
