@@ -243,6 +243,22 @@ class ContainerParams(_Frozen):
             raise ValueError(
                 f"scope runner needs apptainer or singularity: {runtime} runs each job's command"
             )
+        if self.scope == "runner":
+            unused = [
+                name
+                for name, value in (
+                    ("env", self.env),
+                    ("pass_env", self.pass_env),
+                    ("workdir", self.workdir),
+                    ("gpus", self.gpus),
+                )
+                if value
+            ]
+            if unused:
+                raise ValueError(
+                    f"{', '.join(unused)} apply to scope job only; with scope runner give the "
+                    "runtime's own flags in exec_args (e.g. --nv, --env K=V)"
+                )
         if runtime == "charliecloud" and any(item.count(":") == 2 for item in self.bind):
             raise ValueError("charliecloud binds take no options: ch-run mounts read-write")
         if self.gpus and runtime == "charliecloud":
@@ -408,6 +424,11 @@ class SubmissionGroup(_Frozen):
         if self.retry is not None and self.retry.out_of_memory is not None and not self.slurm.mem:
             raise ValueError("retry.out_of_memory needs slurm.mem (the memory it multiplies)")
         spark = self.spark
+        if spark is not None and spark.enabled and self.container is not None:
+            raise ValueError(
+                "spark with a container is not supported yet: the jobs' drivers would run in "
+                "the image without the cluster's environment; leave container out"
+            )
         if spark is not None and spark.enabled:
             wanted = self.batching.num_processes
             if wanted is not None and wanted != spark.concurrent_jobs:
