@@ -13,7 +13,17 @@ import airflow_jobforge
 PACKAGE = Path(airflow_jobforge.__file__).parent
 # Rooms that run on compute nodes, in `jobforge` commands before Airflow's home is set, or
 # are pure planning/rendering: an Airflow import there costs seconds or breaks the node.
-NO_AIRFLOW = ("config", "planning", "node", "slurm", "rundir", "local", "results", "extensions")
+NO_AIRFLOW = (
+    "config",
+    "planning",
+    "node",
+    "slurm",
+    "rundir",
+    "local",
+    "results",
+    "extensions",
+    "containers",
+)
 # Below everything: what each room may build on.
 FOUNDATION = ("errors", "__init__")
 
