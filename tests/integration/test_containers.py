@@ -76,7 +76,7 @@ def submit(local, out: Path, jobs: list[JobSpec], container: ContainerSpec, **op
             container=container,
             monitor_interval_s=options.pop("monitor_interval_s", 0.0),
         ),
-        slurm=SlurmParams(walltime="5", **options),
+        slurm=SlurmParams(**{"walltime": "5", **options}),
         output_dir=str(out),
         python=local.python,
     )
@@ -210,3 +210,21 @@ def test_a_config_with_a_podman_container_runs_through_the_dag(cluster, images, 
 
     assert state == "success", summary
     assert (run_dir / "job-output" / "where.out").read_text().strip() != "0"
+
+
+@pytest.mark.slow
+def test_a_walltime_hit_mid_job_leaves_no_podman_container(cluster, local, images):
+    out = shared_dir(cluster)
+    marker = f"sleep 4{uuid.uuid4().int % 10**6:06d}"
+    jobs = [JobSpec("long", marker)]
+
+    job = submit(local, out, jobs, container_spec(images, "podman", out), walltime="1")
+    status = wait_terminal(local.client, job, timeout=240)
+
+    assert status.state == "TIMEOUT"
+    (record,) = read_records(results_file(out, "ct-0000"))
+    assert record.status == "missing"
+    deadline = time.monotonic() + 30
+    while container_processes(marker, job.job_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert container_processes(marker, job.job_id) == []
