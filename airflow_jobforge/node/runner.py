@@ -722,6 +722,7 @@ class BatchRunner:
             if monitor is not None:
                 monitor.job_ended(pid)
             if wake.terminated_by is not None and -rc in STEP_SIGNALS:
+                self._remove_container(r.job)
                 self._record(r.job, "missing", None, r.start, _terminated(wake), usage)
             else:
                 self._finish(graph, r, rc, usage)

@@ -302,8 +302,12 @@ class SparkCluster:
             "--properties-file",
             str(conf),
         ]
-        with open(self.logs / "master.log", "ab") as log:
-            self.master = subprocess.Popen(
+        self.master = self._daemon(argv, "master.log")
+
+    def _daemon(self, argv: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        """A process group of its own, so that its stop reaches all it started."""
+        with open(self.logs / log_name, "ab") as log:
+            return subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -378,15 +382,7 @@ class SparkCluster:
         ]
 
     def _start_workers(self, worker_mb: int) -> None:
-        with open(self.logs / "workers.log", "ab") as log:
-            self.workers = subprocess.Popen(
-                self.worker_argv(worker_mb),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self._daemon_env(),
-                start_new_session=True,
-            )
+        self.workers = self._daemon(self.worker_argv(worker_mb), "workers.log")
 
     def _await_workers(self, deadline: float, pause: Pause) -> dict:
         assert self.workers is not None
