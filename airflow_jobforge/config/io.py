@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,20 +60,32 @@ def config_to_data(config: JobConfiguration) -> dict[str, Any]:
     return config.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def dumps_config(config: JobConfiguration, fmt: str = ".json", indent: int | None = 2) -> str:
-    data = config_to_data(config)
+def dumps_data(data: dict[str, Any], fmt: str = ".json", indent: int | None = 2) -> str:
     if fmt == ".toml":
         return tomli_w.dumps(data)
     return json.dumps(data, indent=indent) + "\n"
 
 
-def dump_config(config: JobConfiguration, path: str | os.PathLike[str]) -> None:
-    """Write atomically (temp file + rename), so a crash never leaves half a config."""
+def dumps_config(config: JobConfiguration, fmt: str = ".json", indent: int | None = 2) -> str:
+    return dumps_data(config_to_data(config), fmt, indent)
+
+
+def write_data_file(path: str | os.PathLike[str], dumps: Callable[[str], str]) -> None:
+    """Write `dumps(suffix)` to `path` atomically (temp file + rename), so a crash never
+    leaves half a file; JSON or TOML by the suffix."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise JobForgeError(f"unsupported file type {suffix!r}; use .json or .toml", file=str(path))
-    text = dumps_config(config, suffix)
+    text = dumps(suffix)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise JobForgeError(f"cannot write: {exc.strerror}", file=str(path)) from None
+
+
+def dump_config(config: JobConfiguration, path: str | os.PathLike[str]) -> None:
+    write_data_file(path, lambda suffix: dumps_config(config, suffix))

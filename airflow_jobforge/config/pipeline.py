@@ -18,7 +18,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import tomli_w
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,7 +31,7 @@ from pydantic import (
 )
 
 from airflow_jobforge.config.fields import check_group_name
-from airflow_jobforge.config.io import SUFFIXES, read_data
+from airflow_jobforge.config.io import SUFFIXES, dumps_data, read_data, write_data_file
 from airflow_jobforge.config.jade import import_jade, submitter_params_fields
 from airflow_jobforge.config.models import (
     DEFAULT_GROUP,
@@ -527,26 +526,12 @@ def pipeline_to_data(pipeline: Pipeline) -> dict[str, Any]:
 
 
 def dumps_pipeline(pipeline: Pipeline, fmt: str = ".json") -> str:
-    data = pipeline_to_data(pipeline)
-    if fmt == ".toml":
-        return tomli_w.dumps(data)
-    return json.dumps(data, indent=2) + "\n"
+    return dumps_data(pipeline_to_data(pipeline), fmt)
 
 
 def dump_pipeline(pipeline: Pipeline, path: str | os.PathLike[str]) -> None:
     """Write atomically (temp file + rename), JSON or TOML by the suffix."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise JobForgeError(f"unsupported file type {suffix!r}; use .json or .toml", file=str(path))
-    text = dumps_pipeline(pipeline, suffix)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise JobForgeError(f"cannot write: {exc.strerror}", file=str(path)) from None
+    write_data_file(path, lambda suffix: dumps_pipeline(pipeline, suffix))
 
 
 def resolve_config_file(pipeline_path: str | os.PathLike[str], stage: PipelineStage) -> str:

@@ -70,17 +70,21 @@ def render_stage(stage: PipelineStage, pipeline_file: str | None, job_tasks: boo
     return render_config(config, job_tasks=job_tasks, file=path, validated=True)
 
 
+def _anchor(pipeline_file: str | None) -> str:
+    """What a stage's relative paths are relative to: the pipeline file's directory, or the
+    working directory for a pipeline built in code (no file)."""
+    return pipeline_file or os.path.join(os.getcwd(), "-")
+
+
 def config_path(pipeline_file: str | None, stage: PipelineStage) -> str:
-    """A static stage's config file; relative to the working directory for a pipeline
-    built in code (no file)."""
-    return resolve_config_file(pipeline_file or os.path.join(os.getcwd(), "-"), stage)
+    """A static stage's config file."""
+    return resolve_config_file(_anchor(pipeline_file), stage)
 
 
 def pipeline_manifest(pipeline: Pipeline, pipeline_file: str | None) -> dict[str, Any]:
     """What every run's `pipeline.json` says of the stages (the run's ids are added then)."""
-    file = pipeline_file or os.path.join(os.getcwd(), "-")
     manifest = PipelineRunManifest(
-        stages=stage_entries(pipeline, file), pipeline_file=pipeline_file
+        stages=stage_entries(pipeline, _anchor(pipeline_file)), pipeline_file=pipeline_file
     )
     return json.loads(manifest.to_json())
 

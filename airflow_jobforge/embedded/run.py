@@ -156,19 +156,40 @@ def run(
         records = collect_results(run_dir) if local else _remote_records(dag, run_dir)
         problem = _unwritable_reason(run_dir) if local else None
         reason = f"{NOT_WRITABLE} ({problem})" if problem else None
-        return RunResult(
-            dag_run_id=dr.run_id,
-            state=str(getattr(dr.state, "value", dr.state)),
-            seconds=seconds,
-            run_dir=run_dir,
+        return _result(
+            dr,
+            seconds,
+            run_dir,
+            local,
+            log_dir,
+            failures,
             selected=selected,
             records=records,
             summary=summarize(records.values(), selected, reason),
-            local_output=local,
-            log_dir=log_dir,
-            failed_tasks=failures,
             output_problem=problem,
         )
+
+
+def _result(
+    dr: Any,
+    seconds: float,
+    run_dir: Path,
+    local: bool,
+    log_dir: Path | None,
+    failures: list[TaskFailure],
+    **what: Any,
+) -> RunResult:
+    """What every run's result holds, with `what` its jobs say (of a config or a pipeline)."""
+    return RunResult(
+        dag_run_id=dr.run_id,
+        state=str(getattr(dr.state, "value", dr.state)),
+        seconds=seconds,
+        run_dir=run_dir,
+        local_output=local,
+        log_dir=log_dir,
+        failed_tasks=failures,
+        **what,
+    )
 
 
 def _here(options: DagOptions) -> DagOptions:
@@ -304,17 +325,16 @@ def _pipeline_result(
         selected += [f"{stage}/{n}" for n in names]
         records.update({f"{stage}/{n}": r for n, r in stage_records.items()})
         summaries.append(summarize(stage_records.values(), names))
-    return RunResult(
-        dag_run_id=dr.run_id,
-        state=str(getattr(dr.state, "value", dr.state)),
-        seconds=seconds,
-        run_dir=run_dir,
+    return _result(
+        dr,
+        seconds,
+        run_dir,
+        local,
+        log_dir,
+        failures,
         selected=selected,
         records=records,
         summary=add_summaries(summaries),
-        local_output=local,
-        log_dir=log_dir,
-        failed_tasks=failures,
         pipeline=True,
     )
 
