@@ -516,6 +516,7 @@ class BatchRunner:
             data={
                 "jobs": len(self.spec.jobs),
                 "num_processes": self.num_processes,
+                "nodes": _allocation_nodes(),
                 "monitor_interval_s": self.monitor_interval_s,
             },
         )
@@ -776,6 +777,11 @@ class BatchRunner:
         if wake.terminated_by is not None:
             return 128 + wake.terminated_by
         return EXIT_JOBS_FAILED if self.any_failed else EXIT_OK
+
+
+def _allocation_nodes() -> int:
+    nodes = os.environ.get("SLURM_JOB_NUM_NODES") or os.environ.get("SLURM_NNODES") or ""
+    return int(nodes) if nodes.isdigit() and int(nodes) > 0 else 1
 
 
 def _oserror(exc: OSError) -> str:

@@ -28,6 +28,7 @@ from airflow_jobforge.results.stats import (
     BATCH_HEADER,
     NODE_HEADER,
     PEAK_HEADER,
+    SLOT_HEADER,
     SPARK_APP_HEADER,
     SPARK_CLUSTER_HEADER,
     PipelineStats,
@@ -38,6 +39,8 @@ from airflow_jobforge.results.stats import (
     job_summary,
     node_summary,
     peak_rows,
+    slot_line,
+    slot_rows,
     spark_app_rows,
     spark_cluster_rows,
     spark_leftovers,
@@ -310,6 +313,10 @@ def report_html(stats: RunStats, *, top: int = 10) -> str:
         parts.extend(node_figures(stats))
     else:
         parts.append("<p class='note'>No monitor samples in this run.</p>")
+    if stats.slot_use:
+        parts.append("<h2>Slot use</h2>")
+        parts.append(_html_table(SLOT_HEADER, slot_rows(stats), {1, 2, 3, 4, 5, 6}))
+        parts.append(f"<p>{html.escape(slot_line(stats))}</p>")
     if stats.spark_clusters:
         parts.append("<h2>Spark clusters</h2>")
         parts.append(_html_table(SPARK_CLUSTER_HEADER, spark_cluster_rows(stats), {1, 2, 3, 4, 5}))

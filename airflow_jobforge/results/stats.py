@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_jobforge.results.slots import SlotUse, slot_totals, slot_use
+from airflow_jobforge.rundir.events import read_events
 from airflow_jobforge.rundir.manifest import read_manifest
 from airflow_jobforge.rundir.pipeline import (
     Stage,
@@ -95,6 +97,8 @@ class RunStats:
     # What batches that started a Spark cluster left under spark/ (empty for other runs).
     spark_apps: list[SparkApp] = field(default_factory=list)
     spark_clusters: list[ClusterInfo] = field(default_factory=list)
+    # How busy each batch kept its slots (results.slots), from the runners' start events.
+    slot_use: list[SlotUse] = field(default_factory=list)
 
     @property
     def totals(self) -> UsageTotals:
@@ -231,6 +235,44 @@ def gather_stats(
         monitor_peaks=peaks,
         spark_apps=read_spark_apps(run_dir),
         spark_clusters=read_cluster_infos(run_dir),
+        slot_use=_slot_use(run_dir, records),
+    )
+
+
+def _slot_use(run_dir: Path, records: Mapping[str, ResultRecord]) -> list[SlotUse]:
+    try:
+        events = read_events(run_dir)
+    except OSError:
+        return []
+    return slot_use(events, records)
+
+
+SLOT_HEADER = ["batch", "slots", "jobs", "elapsed", "busy", "utilisation", "idle node-h"]
+
+
+def slot_rows(stats: RunStats) -> list[list[str]]:
+    return [
+        [
+            u.batch,
+            str(u.slots),
+            str(u.jobs),
+            fmt_duration(u.elapsed_s),
+            fmt_duration(u.busy_s),
+            fmt_pct(u.utilisation),
+            f"{u.idle_node_hours:.4f}",
+        ]
+        for u in stats.slot_use
+    ]
+
+
+def slot_line(stats: RunStats) -> str:
+    """The run's slots in one line: what an idle tail costs."""
+    totals = slot_totals(stats.slot_use)
+    use = totals.utilisation
+    return (
+        f"Slots busy {fmt_pct(use)} of the batches' "
+        f"slot-time; {totals.idle_node_hours:.4f} node-hours idle; batches span "
+        f"{fmt_duration(totals.makespan_s)}"
     )
 
 
@@ -471,6 +513,10 @@ def format_stats(stats: RunStats, top: int = 10) -> str:
             "No accounting data: sacct is off or not reachable here, or the batches ran on "
             "the local backend."
         )
+    if stats.slot_use:
+        out += ["", "Slot use (busy slot-seconds / slots x elapsed):"]
+        out.append(table(SLOT_HEADER, slot_rows(stats), right={1, 2, 3, 4, 5, 6}))
+        out.append(slot_line(stats))
     nodes = node_summary(stats)
     if nodes:
         out += ["", "Node use (resource monitor):", table(NODE_HEADER, nodes, right={2, 3, 4, 5})]
@@ -528,6 +574,7 @@ def stats_to_dict(stats: RunStats, top: int = 10) -> dict[str, Any]:
         ],
         "totals": totals.__dict__ if stats.usage else None,
         "jobs": job_summary(stats, top),
+        "slot_use": [u.to_dict() for u in stats.slot_use],
         "spark_clusters": [c.to_dict() for c in stats.spark_clusters],
         "spark_apps": [a.to_dict() for a in stats.spark_apps],
     }

@@ -419,7 +419,7 @@ def test_batch_start_and_failed_jobs_are_node_events_successful_ones_are_not(tmp
     events = read_events(tmp_path)
     assert [(e.type, e.job) for e in events] == [("batch_started", None), ("job_failed", "bad")]
     started, failed = events
-    assert started.data == {"jobs": 3, "num_processes": 2, "monitor_interval_s": 5.0}
+    assert started.data == {"jobs": 3, "num_processes": 2, "nodes": 1, "monitor_interval_s": 5.0}
     assert started.hpc_job_id == failed.hpc_job_id == "4242"
     assert started.host == socket.gethostname() and started.batch == "b"
     assert failed.data == {"return_code": 3, "reason": None}
