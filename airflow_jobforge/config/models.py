@@ -117,6 +117,11 @@ class BatchingParams(_Frozen):
     try_add_blocked_jobs: bool = Field(
         default=True, description="Let a job join its blockers' batch; the node runner orders them"
     )
+    work_sharing: bool = Field(
+        default=False,
+        description="A batch's runner with a free slot and no ready job of its own runs ready, "
+        "unblocked jobs of the group's other batches (claims in the run dir): no idle tail",
+    )
     job_arrays: bool = Field(
         default=True,
         description="Submit one-job batches with the same dependencies as SLURM job arrays: "

@@ -14,6 +14,7 @@ and the tail of the batch's stderr.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -31,6 +32,7 @@ from airflow_jobforge.rundir import (
     tail_file,
     unwritable_reason,
 )
+from airflow_jobforge.rundir.claims import SHARED_MARK, Claim, read_claims
 from airflow_jobforge.slurm.client import TAIL_MAX_BYTES, QueuedJob, SubmittedJob
 from airflow_jobforge.slurm.parse import parse_exit_text
 from airflow_jobforge.slurm.script import (
@@ -102,6 +104,12 @@ class LocalClient:
         if existing is not None:
             return SubmittedJob(existing, prepared.job_name, prepared.slurm_dir, adopted=True)
         slurm_dir.mkdir(parents=True, exist_ok=True)
+        if request.batch.share:  # other batches' runners take its jobs while it is pending
+            batch_file = Path(prepared.batch_file)
+            batch_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = batch_file.with_name(f"{batch_file.name}.tmp.{os.getpid()}")
+            tmp.write_text(prepared.batch_json)
+            os.replace(tmp, batch_file)
         # The process' own id is only known once started: name the log files after a
         # placeholder and link them under the final job id.
         tmp_out = slurm_dir / f"{prepared.job_name}-starting.out"
@@ -180,11 +188,13 @@ class LocalClient:
     def read_results(self, output_dir: str, batch: str | None = None) -> dict[str, ResultRecord]:
         if batch is None:
             return collect_results(output_dir)
-        return latest_records(
-            record
-            for suffix in (".jsonl", ".completed.jsonl")
-            for record in read_records(Path(output_dir) / RESULTS_DIR / f"{batch}{suffix}")
-        )
+        results = Path(output_dir) / RESULTS_DIR
+        paths = [results / f"{batch}.jsonl", results / f"{batch}.completed.jsonl"]
+        paths += sorted(results.glob(f"{glob.escape(batch)}{SHARED_MARK}*.jsonl"))
+        return latest_records(record for path in paths for record in read_records(path))
+
+    def read_claims(self, output_dir: str, batch: str) -> dict[int, Claim | None]:
+        return read_claims(output_dir, batch)
 
     def usage(self, job_ids: Iterable[str]) -> dict[str, BatchUsage]:
         """No accounting here: a local batch's use is what the resource monitor sampled."""
@@ -268,6 +278,9 @@ class AsyncLocalClient:
 
     async def tails(self, paths: Iterable[str], lines: int = 30) -> dict[str, str]:
         return self._sync.tails(paths, lines)
+
+    async def read_claims(self, output_dir: str, batch: str) -> dict[int, Claim | None]:
+        return self._sync.read_claims(output_dir, batch)
 
     async def read_results(
         self, output_dir: str, batch: str | None = None

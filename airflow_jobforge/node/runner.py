@@ -63,6 +63,7 @@ from airflow_jobforge.node.containers import ContainerUnavailable, JobContainers
 from airflow_jobforge.node.monitor import ResourceMonitor
 from airflow_jobforge.node.say import say
 from airflow_jobforge.node.schedule import JobGraph
+from airflow_jobforge.node.sharing import WorkSharing
 from airflow_jobforge.node.spark import SparkCluster, SparkStartError
 from airflow_jobforge.rundir import (
     EXIT_OUTPUT_UNWRITABLE,
@@ -73,6 +74,7 @@ from airflow_jobforge.rundir import (
     results_file,
 )
 from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
+from airflow_jobforge.rundir.claims import shared_results_file
 from airflow_jobforge.rundir.events import (
     BATCH_STARTED,
     JOB_FAILED,
@@ -129,6 +131,8 @@ def job_argv(job: JobSpec) -> list[str]:
 class _Running:
     job: JobSpec
     start: float
+    owner: str | None = None
+    """The batch whose job this is, when another batch's (work sharing)."""
 
 
 def _above_stdio(fd: int) -> int:
@@ -303,12 +307,14 @@ class BatchRunner:
         self._launcher = _Launcher({})  # the real environment comes with `run`
         self.results_path = results_file(self.output_dir, spec.batch)
         self.writer: ResultsWriter | None = None
+        self._shared_writers: dict[str, ResultsWriter] = {}
         self.unwritten: list[ResultRecord] = []  # in order; retried with every new record
         self.write_error: OSError | None = None
         self.recorded: set[str] = set()
         self.any_failed = False
         self.spark: SparkCluster | None = None
         self.containers: JobContainers | None = None
+        self.sharing = WorkSharing(self) if spec.share and spec.group else None
 
     # --- records ---------------------------------------------------------------------------
     def _record(
@@ -319,6 +325,7 @@ class BatchRunner:
         start: float | None,
         reason: str | None = None,
         usage: resource.struct_rusage | None = None,
+        owner: str | None = None,
     ) -> None:
         end = self.clock()
         self.unwritten.append(
@@ -329,7 +336,7 @@ class BatchRunner:
                 exec_time_s=round(end - start, 6) if start is not None else 0.0,
                 start=start,
                 end=end,
-                batch=self.spec.batch,
+                batch=owner or self.spec.batch,
                 hpc_job_id=self.hpc_job_id,
                 reason=reason,
                 host=self.host if start is not None else None,
@@ -343,6 +350,7 @@ class BatchRunner:
                     if self.spark is not None and start is not None
                     else None
                 ),
+                ran_in=self.spec.batch if owner else None,
             )
         )
         self._flush()
@@ -362,10 +370,8 @@ class BatchRunner:
     def _flush(self) -> None:
         """Write the held records in order; on the first failure report it once and keep them."""
         try:
-            if self.writer is None:
-                self.writer = ResultsWriter(self.results_path)
             while self.unwritten:
-                self.writer.append(self.unwritten[0])
+                self._writer_for(self.unwritten[0]).append(self.unwritten[0])
                 self.unwritten.pop(0)
         except OSError as exc:
             if self.write_error is None:
@@ -374,6 +380,19 @@ class BatchRunner:
                     "jobs keep running, records are retried"
                 )
             self.write_error = exc
+
+    def _writer_for(self, record: ResultRecord) -> ResultsWriter:
+        """The batch's own file; another batch's job (work sharing) goes to a file of its
+        owner's that this runner alone writes (rundir.claims)."""
+        if record.ran_in is None:
+            if self.writer is None:
+                self.writer = ResultsWriter(self.results_path)
+            return self.writer
+        path = shared_results_file(self.output_dir, record.batch, self.spec.batch)
+        writer = self._shared_writers.get(record.batch)
+        if writer is None:
+            writer = self._shared_writers[record.batch] = ResultsWriter(path)
+        return writer
 
     def _report_unwritten(self) -> None:
         """Last resort for records the output dir never took: stderr, one JSON line each."""
@@ -557,8 +576,9 @@ class BatchRunner:
             os.close(self._clear_refs)
         self._flush()
         self._report_unwritten()
-        if self.writer is not None:
-            self.writer.close()
+        for writer in (self.writer, *self._shared_writers.values()):
+            if writer is not None:
+                writer.close()
 
     def _run(self, wake: _Wakeup) -> int:
         setup = self.spec.node_setup_command
@@ -571,10 +591,16 @@ class BatchRunner:
         graph = JobGraph(self.spec.jobs, self.recorded, self._cancel)
         graph.start(self._failed_external_blockers())
         running: dict[int, _Running] = {}
-        while (graph.ready or running) and wake.terminated_by is None:
+        sharing = self.sharing
+        while wake.terminated_by is None:
             self._start_ready(graph, running)
-            if running:  # else every job that was ready failed to start; its dependants too
-                self._await_ended(graph, running, wake)
+            if sharing is not None and not graph.ready and len(running) < self.num_processes:
+                self._start_others(sharing, running)
+            if not running:  # every job that was ready failed to start; its dependants too
+                if graph.ready:
+                    continue
+                break
+            self._await_ended(graph, running, wake)
         if wake.terminated_by is not None:
             self._terminate(running, wake)
         return self._exit_code(wake)
@@ -605,6 +631,34 @@ class BatchRunner:
         if rc is None:
             return None, "batch terminated during node setup"
         return rc, f"node setup command failed with exit code {rc}"
+
+    def _start_others(self, sharing: WorkSharing, running: dict[int, _Running]) -> None:
+        """Free slots, nothing of our own ready: the group's other batches' ready jobs."""
+        monitor = self.monitor
+        while len(running) < self.num_processes:
+            taken = sharing.next_job()
+            if taken is None:
+                return
+            owner, job = taken
+            try:
+                pid = self._spawn(job.name, self._job_argv(job))
+            except OSError as exc:
+                self._record(
+                    job, "missing", None, None, f"not started: {_oserror(exc)}", owner=owner
+                )
+                continue
+            running[pid] = _Running(job, self.clock(), owner)
+            if monitor is not None:
+                pidfile = self.containers.pidfile(job.name) if self.containers else None
+                monitor.job_started(pid, job.name, pidfile=pidfile)
+
+    def _job_argv(self, job: JobSpec) -> list[str]:
+        if self.spark is not None:
+            self._launcher.env["SPARK_CONF_DIR"] = self.spark.job_conf_dir(job.name)
+        argv = job_argv(job)
+        if self.containers is not None:
+            argv = self.containers.argv(job.name, argv)
+        return argv
 
     def _prepare_containers(self) -> bool:
         """The jobs' runtime and image are on this node; if not, every job is recorded
@@ -697,13 +751,10 @@ class BatchRunner:
         monitor = self.monitor
         while graph.ready and len(running) < self.num_processes:
             job = graph.take()
+            if self.sharing is not None and not self.sharing.own(job):
+                continue  # another batch claimed it: it runs (and is recorded) there
             try:
-                if self.spark is not None:
-                    self._launcher.env["SPARK_CONF_DIR"] = self.spark.job_conf_dir(job.name)
-                argv = job_argv(job)
-                if self.containers is not None:
-                    argv = self.containers.argv(job.name, argv)
-                pid = self._spawn(job.name, argv)
+                pid = self._spawn(job.name, self._job_argv(job))
             except OSError as exc:
                 self._record(job, "missing", None, None, f"not started: {_oserror(exc)}")
                 graph.release(job.name, False)
@@ -724,7 +775,9 @@ class BatchRunner:
                 monitor.job_ended(pid)
             if wake.terminated_by is not None and -rc in STEP_SIGNALS:
                 self._remove_container(r.job)
-                self._record(r.job, "missing", None, r.start, _terminated(wake), usage)
+                self._record(
+                    r.job, "missing", None, r.start, _terminated(wake), usage, owner=r.owner
+                )
             else:
                 self._finish(graph, r, rc, usage)
         if monitor is not None and running and monitor.due():
@@ -746,10 +799,16 @@ class BatchRunner:
         if rc < 0:
             self._remove_container(done.job)  # its client was killed; podman's container lives
             self._record(
-                done.job, "finished", 128 - rc, done.start, f"killed by signal {-rc}", usage
+                done.job,
+                "finished",
+                128 - rc,
+                done.start,
+                f"killed by signal {-rc}",
+                usage,
+                owner=done.owner,
             )
         else:
-            self._record(done.job, "finished", rc, done.start, usage=usage)
+            self._record(done.job, "finished", rc, done.start, usage=usage, owner=done.owner)
         graph.release(done.job.name, rc == 0)
 
     def _cancel(self, job: JobSpec, reason: str) -> None:
@@ -760,10 +819,14 @@ class BatchRunner:
         reason = _terminated(wake)
         for pid, r in running.items():
             self._remove_container(r.job)
-            self._record(r.job, "missing", None, r.start, reason, ended[pid][2])
+            self._record(r.job, "missing", None, r.start, reason, ended[pid][2], owner=r.owner)
+        away = self.sharing.elsewhere if self.sharing is not None else set()
         for job in self.spec.jobs:
-            if job.name not in self.recorded:
+            if job.name not in self.recorded and job.name not in away:
                 self._record(job, "canceled", None, None, reason)
+        if self.sharing is not None:  # claimed here, not started: they end with this batch
+            for owner, job in self.sharing.drain():
+                self._record(job, "canceled", None, None, reason, owner=owner)
 
     def _failed_external_blockers(self) -> set[str]:
         """Blockers in earlier batches that did not succeed, read from their result records."""

@@ -29,7 +29,7 @@ from airflow_jobforge.slurm.limits import batch_group, count_group_jobs, group_p
 from airflow_jobforge.slurm.protocol import BatchClient
 from airflow_jobforge.slurm.request import SubmittedData, request_to_dict, slim_request
 from airflow_jobforge.slurm.resources import apply_overrides
-from airflow_jobforge.slurm.script import JOB_NAME_PREFIX, SubmitRequest
+from airflow_jobforge.slurm.script import JOB_NAME_PREFIX, SubmitRequest, sbatch_job
 from airflow_jobforge.slurm.states import Outcome
 from airflow_jobforge.slurm.tags import submit_tag
 from airflow_jobforge.triggers.queue_slot import QueueSlotTrigger
@@ -206,6 +206,9 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
             limit,
             request.batch.batch,
         )
+        if request.batch.share:  # the running batches take its jobs while it waits
+            prepared = sbatch_job(request)
+            client.write_text(prepared.batch_file, prepared.batch_json)
         self.defer(
             trigger=QueueSlotTrigger(
                 asdict(settings),

@@ -171,7 +171,26 @@ def batch_spec(
         monitor_interval_s=group.monitor.interval_s,
         spark=spark_spec(group),
         container=container_spec(group),
+        group=group.name,
+        share=group.batching.work_sharing and not batch.array,
+        claim_chunk=claim_chunk([by_name[n] for n in batch.jobs], group.num_processes),
     )
+
+
+CLAIM_TARGET_S = 30.0
+CLAIM_CHUNK_MAX = 64
+
+
+def claim_chunk(jobs: list[Job], slots: int | None) -> int:
+    """Jobs per claim when batches share work (rundir.claims): one where jobs are long (a
+    chunk is the unit another batch takes: the tail balances job by job), about 30 s of work
+    where estimates say jobs are short, and without estimates an eighth of a slot's share
+    of the batch (at most 64: a 20,000-job run makes hundreds of claims, not 20,000)."""
+    estimates = [j.estimated_run_minutes for j in jobs]
+    if jobs and all(e is not None for e in estimates):
+        mean_s = 60 * sum(e for e in estimates if e is not None) / len(jobs)
+        return max(1, min(CLAIM_CHUNK_MAX, int(CLAIM_TARGET_S // max(mean_s, 1e-3))))
+    return max(1, min(CLAIM_CHUNK_MAX, len(jobs) // (8 * max(1, slots or 1))))
 
 
 def container_spec(group: SubmissionGroup) -> ContainerSpec | None:

@@ -71,6 +71,10 @@ class BatchSpec:
     monitor_interval_s: float = 0.0
     spark: SparkSpec | None = None
     container: ContainerSpec | None = None
+    # Work sharing (rundir.claims): the group whose batches share, and the claim unit.
+    group: str | None = None
+    share: bool = False
+    claim_chunk: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """What `dataclasses.asdict` gives, built directly: asdict copies value by value,

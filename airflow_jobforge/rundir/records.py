@@ -49,6 +49,8 @@ class ResultRecord:
     cpu_time_s: float | None = None
     # The Spark applications the job ran (their ids; `rundir.spark` reads their event logs).
     spark_apps: list[str] | None = None
+    # The batch that ran it, when not its own (`batch`): work shared between batches.
+    ran_in: str | None = None
 
     @property
     def succeeded(self) -> bool:

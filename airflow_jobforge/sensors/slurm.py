@@ -23,10 +23,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSkipException,
+)
 from airflow.triggers.base import StartTriggerArgs
 
 from airflow_jobforge.errors import JobForgeError, SlurmError
@@ -65,6 +71,7 @@ from airflow_jobforge.slurm.request import (
 )
 from airflow_jobforge.slurm.resources import RESOURCE_STATES, raised_limits
 from airflow_jobforge.slurm.script import JOB_NAME_PREFIX, SubmitRequest
+from airflow_jobforge.slurm.sharing import claimed_and_running, taken_by_others
 from airflow_jobforge.slurm.states import JobStatus, Outcome, normalize_state
 from airflow_jobforge.slurm.tags import submit_tag
 from airflow_jobforge.triggers.resume import not_before
@@ -458,10 +465,11 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         try:
             if records is None:
                 records = client.read_results(request.output_dir, request.batch.batch)
+            away = taken_by_others(client, request)
             again = [
                 j.name
                 for j in request.batch.jobs
-                if j.name not in records or not records[j.name].succeeded
+                if (j.name not in records or not records[j.name].succeeded) and j.name not in away
             ]
             if not again:
                 return None
@@ -530,6 +538,8 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             self.log.info(summary)
             retryable = status.outcome is Outcome.RETRYABLE
             if not retryable:
+                client = client or self.hook.get_client()
+                self._await_other_batches(client, job, conclusion)
                 records = self._complete_records(client, job, status.state, conclusion)
                 self._push_records(context, records, conclusion)
             if status.outcome is Outcome.SUCCEEDED or ran:
@@ -541,6 +551,37 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         finally:
             if client is not None:
                 client.close()
+
+    def _await_other_batches(
+        self, client: BatchClient, job: SubmittedData, conclusion: Conclusion
+    ) -> None:
+        """A batch that shares work may end while other batches still run jobs they took
+        from it: the wait looks again later instead of recording them missing. A claimer
+        that has ended leaves them to the completion below (its runner recorded them)."""
+        request = request_from_dict(job["request"])
+        if not request.batch.share:
+            return
+        try:
+            if conclusion.event_written:
+                records = dict(conclusion.records)
+            else:
+                records = client.read_results(request.output_dir, request.batch.batch)
+            running = claimed_and_running(client, request, records)
+        except (SlurmError, JobForgeError) as exc:  # the completion decides without them
+            self.log.warning("jobs taken by other batches not checked: %s", exc)
+            return
+        if not running:
+            return
+        by = sorted({claim for claim in running.values()})
+        self.log.info(
+            "%d job(s) of batch %s run in other batches (%s): waiting for their records",
+            len(running),
+            request.batch.batch,
+            ", ".join(by),
+        )
+        raise AirflowRescheduleException(
+            datetime.now(timezone.utc) + timedelta(seconds=max(self.poll_interval, 2.0))
+        )
 
     def _push_records(
         self,

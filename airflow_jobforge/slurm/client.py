@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from airflow_jobforge.errors import SlurmError
 from airflow_jobforge.rundir import ResultRecord, latest_records, parse_record_lines
+from airflow_jobforge.rundir.claims import Claim, parse_claim_lines
 from airflow_jobforge.slurm.nodelist import expand_hostlist
 from airflow_jobforge.slurm.parse import (
     ACCOUNTING_DISABLED,
@@ -178,6 +179,8 @@ def submit_steps(
             )
     # SLURM does not create the --output directory: without it the job fails to launch.
     (yield Command(("mkdir", "-p", "--", prepared.slurm_dir))).check()
+    if request.batch.share:  # other batches' runners take its jobs while it is pending
+        yield from write_steps(prepared.batch_file, prepared.batch_json)
     result = yield Command(tuple(prepared.argv), input=prepared.script, idempotent=False)
     job_id = parse_sbatch(result.check().stdout)
     return SubmittedJob(job_id, prepared.job_name, prepared.slurm_dir, array=request.array)
@@ -384,11 +387,19 @@ def parse_tails(stdout: str, paths: list[str]) -> dict[str, str]:
 # The output dir is on the cluster: result files are read where they are, through the
 # transport. The directory is an argument of a fixed script, never part of it.
 _CAT_RESULTS = 'cat -- "$1"/results/*.jsonl 2>/dev/null; exit 0'
-# One batch's own records: its runner's file (an array's: one per task, `<batch>.<task>`) and
-# the records the Airflow side completed.
+# One batch's own records: its runner's file (an array's: one per task, `<batch>.<task>`),
+# those of its jobs other batches ran (`<batch>.by-<runner>`, rundir.claims) and the records
+# the Airflow side completed.
 _CAT_BATCH = (
     'cd -- "$1/results" 2>/dev/null || exit 0; '
-    'cat -- "$2.jsonl" "$2".[0-9]*.jsonl "$2.completed.jsonl" 2>/dev/null; exit 0'
+    'cat -- "$2.jsonl" "$2".[0-9]*.jsonl "$2".by-*.jsonl "$2.completed.jsonl" 2>/dev/null; '
+    "exit 0"
+)
+# Who claimed which chunk of a batch (rundir.claims): `<chunk> <by.json>` per line.
+_CAT_CLAIMS = (
+    'cd -- "$1/claims/$2" 2>/dev/null || exit 0; '
+    'for c in [0-9]*; do [ -d "$c" ] || continue; '
+    'printf "%s %s\\n" "$c" "$(cat -- "$c/by.json" 2>/dev/null)"; done; exit 0'
 )
 
 
@@ -401,6 +412,11 @@ def read_results_steps(output_dir: str, batch: str | None = None) -> Steps[dict[
         command = ("sh", "-c", _CAT_BATCH, "sh", output_dir, check_tag(batch))
     result = yield Command(command)
     return latest_records(parse_record_lines(result.check().stdout.splitlines()))
+
+
+def read_claims_steps(output_dir: str, batch: str) -> Steps[dict[int, Claim | None]]:
+    result = yield Command(("sh", "-c", _CAT_CLAIMS, "sh", output_dir, check_tag(batch)))
+    return parse_claim_lines(result.check().stdout.splitlines())
 
 
 # Writes too: the path is an argument, the data comes on stdin.
@@ -593,6 +609,9 @@ class SlurmClient:
     def read_results(self, output_dir: str, batch: str | None = None) -> dict[str, ResultRecord]:
         return self._drive(lambda: read_results_steps(output_dir, batch))
 
+    def read_claims(self, output_dir: str, batch: str) -> dict[int, Claim | None]:
+        return self._drive(lambda: read_claims_steps(output_dir, batch))
+
     def append_text(self, path: str, text: str) -> None:
         self._drive(lambda: append_steps(path, text))
 
@@ -678,6 +697,9 @@ class AsyncSlurmClient:
         self, output_dir: str, batch: str | None = None
     ) -> dict[str, ResultRecord]:
         return await self._drive(lambda: read_results_steps(output_dir, batch))
+
+    async def read_claims(self, output_dir: str, batch: str) -> dict[int, Claim | None]:
+        return await self._drive(lambda: read_claims_steps(output_dir, batch))
 
     async def append_text(self, path: str, text: str) -> None:
         await self._drive(lambda: append_steps(path, text))

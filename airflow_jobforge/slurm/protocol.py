@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 from airflow_jobforge.rundir import ResultRecord
+from airflow_jobforge.rundir.claims import Claim
 from airflow_jobforge.slurm.client import QueuedJob, SubmittedJob
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.states import JobStatus
@@ -58,6 +59,10 @@ class BatchClient(Protocol):
         self, output_dir: str, batch: str | None = None
     ) -> dict[str, ResultRecord]: ...
 
+    def read_claims(self, output_dir: str, batch: str) -> dict[int, Claim | None]:
+        """Who claimed which chunk of a batch that shares work (rundir.claims)."""
+        ...
+
     def append_text(self, path: str, text: str) -> None: ...
 
     def write_text(self, path: str, text: str) -> None: ...
@@ -88,6 +93,8 @@ class AsyncBatchClient(Protocol):
     async def read_results(
         self, output_dir: str, batch: str | None = None
     ) -> dict[str, ResultRecord]: ...
+
+    async def read_claims(self, output_dir: str, batch: str) -> dict[int, Claim | None]: ...
 
     async def append_text(self, path: str, text: str) -> None: ...
 

@@ -68,6 +68,10 @@ class SbatchJob:
     script: str
     job_name: str
     slurm_dir: str
+    batch_file: str = ""
+    batch_json: str = ""
+    """The batch file the script writes when it starts; a batch that shares work has it
+    written before sbatch too, so that other batches' runners see it while it is pending."""
 
     def stdout_path(self, job_id: str) -> str:
         return f"{self.slurm_dir}/{self.job_name}-{job_id}.out"
@@ -245,4 +249,11 @@ fi
 fi
 exit "$rc"
 """
-    return SbatchJob(argv=argv, script=script, job_name=name, slurm_dir=slurm_dir)
+    return SbatchJob(
+        argv=argv,
+        script=script,
+        job_name=name,
+        slurm_dir=slurm_dir,
+        batch_file=f"{out.rstrip('/')}/batches/{request.batch.batch}.json",
+        batch_json=batch_json,
+    )

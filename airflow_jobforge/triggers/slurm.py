@@ -17,6 +17,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
+from airflow_jobforge.rundir.claims import claimed_away
 from airflow_jobforge.rundir.completion import completion_file, record_lines, unrecorded
 from airflow_jobforge.rundir.conclusion import TAIL_LINES, Conclusion, job_tail_paths
 from airflow_jobforge.rundir.events import (
@@ -252,8 +253,13 @@ class SlurmJobTrigger(BaseTrigger):
         batch = spec["batch"]
         try:
             records = await client.read_results(run_dir, batch)
+            names = job_names_of(spec)
+            if spec.get("share"):  # what other batches took is theirs to record
+                claims = await client.read_claims(run_dir, batch)
+                away = claimed_away(claims, batch, int(spec.get("claim_chunk") or 1), names)
+                names = [n for n in names if n not in away]
             late = unrecorded(
-                job_names_of(spec),
+                names,
                 records,
                 batch=batch,
                 status="canceled",
