@@ -315,7 +315,7 @@ def report_html(stats: RunStats, *, top: int = 10) -> str:
         parts.append("<p class='note'>No monitor samples in this run.</p>")
     if stats.slot_use:
         parts.append("<h2>Slot use</h2>")
-        parts.append(_html_table(SLOT_HEADER, slot_rows(stats), {1, 2, 3, 4, 5, 6}))
+        parts.append(_html_table(SLOT_HEADER, slot_rows(stats), {1, 2, 3, 4, 5, 6, 7}))
         parts.append(f"<p>{html.escape(slot_line(stats))}</p>")
     if stats.spark_clusters:
         parts.append("<h2>Spark clusters</h2>")

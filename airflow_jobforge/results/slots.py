@@ -30,6 +30,8 @@ class SlotUse:
     started: float
     ended: float
     busy_s: float
+    others: int = 0
+    """Jobs of other batches this batch ran (work sharing)."""
 
     @property
     def elapsed_s(self) -> float:
@@ -52,6 +54,7 @@ class SlotUse:
             "slots": self.slots,
             "nodes": self.nodes,
             "jobs": self.jobs,
+            "jobs_of_other_batches": self.others,
             "elapsed_s": round(self.elapsed_s, 3),
             "busy_slot_s": round(self.busy_s, 3),
             "utilisation": None if self.utilisation is None else round(self.utilisation, 4),
@@ -68,8 +71,8 @@ def slot_use(events: Iterable[Event], records: Mapping[str, ResultRecord]) -> li
             starts[event.batch] = event
     ran: dict[str, list[ResultRecord]] = {}
     for record in records.values():
-        if record.start is not None:
-            ran.setdefault(record.batch, []).append(record)
+        if record.start is not None:  # counted where it ran (work sharing: maybe elsewhere)
+            ran.setdefault(record.ran_in or record.batch, []).append(record)
     uses = []
     for batch, event in starts.items():
         mine = [r for r in ran.get(batch, ()) if r.end >= event.t]
@@ -86,6 +89,7 @@ def slot_use(events: Iterable[Event], records: Mapping[str, ResultRecord]) -> li
                 started=event.t,
                 ended=max(r.end for r in mine),
                 busy_s=sum(r.exec_time_s for r in mine),
+                others=sum(1 for r in mine if r.ran_in),
             )
         )
     return sorted(uses, key=lambda u: (u.started, u.batch))
@@ -98,6 +102,7 @@ class SlotTotals:
     capacity_s: float
     idle_node_hours: float
     makespan_s: float
+    others: int = 0
 
     @property
     def utilisation(self) -> float | None:
@@ -117,4 +122,5 @@ def slot_totals(uses: Iterable[SlotUse]) -> SlotTotals:
         capacity_s=capacity,
         idle_node_hours=sum(u.idle_node_hours for u in uses),
         makespan_s=makespan,
+        others=sum(u.others for u in uses),
     )

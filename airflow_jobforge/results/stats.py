@@ -247,7 +247,16 @@ def _slot_use(run_dir: Path, records: Mapping[str, ResultRecord]) -> list[SlotUs
     return slot_use(events, records)
 
 
-SLOT_HEADER = ["batch", "slots", "jobs", "elapsed", "busy", "utilisation", "idle node-h"]
+SLOT_HEADER = [
+    "batch",
+    "slots",
+    "jobs",
+    "of others",
+    "elapsed",
+    "busy",
+    "utilisation",
+    "idle node-h",
+]
 
 
 def slot_rows(stats: RunStats) -> list[list[str]]:
@@ -256,6 +265,7 @@ def slot_rows(stats: RunStats) -> list[list[str]]:
             u.batch,
             str(u.slots),
             str(u.jobs),
+            str(u.others),
             fmt_duration(u.elapsed_s),
             fmt_duration(u.busy_s),
             fmt_pct(u.utilisation),
@@ -273,6 +283,7 @@ def slot_line(stats: RunStats) -> str:
         f"Slots busy {fmt_pct(use)} of the batches' "
         f"slot-time; {totals.idle_node_hours:.4f} node-hours idle; batches span "
         f"{fmt_duration(totals.makespan_s)}"
+        + (f"; {totals.others} jobs ran in another batch than planned" if totals.others else "")
     )
 
 
@@ -515,7 +526,7 @@ def format_stats(stats: RunStats, top: int = 10) -> str:
         )
     if stats.slot_use:
         out += ["", "Slot use (busy slot-seconds / slots x elapsed):"]
-        out.append(table(SLOT_HEADER, slot_rows(stats), right={1, 2, 3, 4, 5, 6}))
+        out.append(table(SLOT_HEADER, slot_rows(stats), right={1, 2, 3, 4, 5, 6, 7}))
         out.append(slot_line(stats))
     nodes = node_summary(stats)
     if nodes:

@@ -96,3 +96,21 @@ def test_stats_show_slot_use_from_the_run_dir(tmp_path):
     text = format_stats(stats)
     assert "Slot use" in text and "Slots busy 100.0% of the batches' slot-time" in text
     assert [u["batch"] for u in stats_to_dict(stats)["slot_use"]] == ["g-0000", "g-0001"]
+
+
+def test_a_job_another_batch_ran_counts_where_it_ran():
+    taken = ResultRecord(
+        name="t",
+        status="finished",
+        return_code=0,
+        exec_time_s=4,
+        start=103,
+        end=107,
+        batch="g-0001",
+        ran_in="g-0000",
+    )
+    records = {**SWEEP, "t": taken}
+    (first, second) = slot_use(EVENTS, records)
+    assert first.jobs == 5 and first.others == 1 and first.busy_s == 10
+    assert second.jobs == 4 and second.others == 0
+    assert slot_totals([first, second]).others == 1
