@@ -618,8 +618,7 @@ class BatchRunner:
                 message=reason,
                 data={"return_code": rc},
             )
-        for job in self.spec.jobs:
-            self._record(job, "canceled", None, None, reason)
+        self._cancel_unrun(reason)
         return False
 
     def _run_node_setup(self, command: str, wake: _Wakeup) -> tuple[int | None, str]:
@@ -675,8 +674,7 @@ class BatchRunner:
             self.events.emit(
                 NODE_SETUP_FAILED, batch=self.spec.batch, hpc_job_id=self.hpc_job_id, message=reason
             )
-            for job in self.spec.jobs:
-                self._record(job, "canceled", None, None, reason)
+            self._cancel_unrun(reason)
             return False
         return True
 
@@ -722,8 +720,7 @@ class BatchRunner:
                 hpc_job_id=self.hpc_job_id,
                 message=reason,
             )
-        for job in self.spec.jobs:
-            self._record(job, "canceled", None, None, reason)
+        self._cancel_unrun(reason)
         return False
 
     def _stop_spark(self, spark: SparkCluster) -> None:
@@ -820,13 +817,19 @@ class BatchRunner:
         for pid, r in running.items():
             self._remove_container(r.job)
             self._record(r.job, "missing", None, r.start, reason, ended[pid][2], owner=r.owner)
-        away = self.sharing.elsewhere if self.sharing is not None else set()
-        for job in self.spec.jobs:
-            if job.name not in self.recorded and job.name not in away:
-                self._record(job, "canceled", None, None, reason)
+        self._cancel_unrun(reason)
         if self.sharing is not None:  # claimed here, not started: they end with this batch
             for owner, job in self.sharing.drain():
                 self._record(job, "canceled", None, None, reason, owner=owner)
+
+    def _cancel_unrun(self, reason: str) -> None:
+        """Every own job without a record, canceled. Where the batch shares work each one's
+        chunk is claimed first, so that no other batch runs it after this record; a job
+        another batch claimed is that batch's to run and record."""
+        sharing = self.sharing
+        for job in self.spec.jobs:
+            if job.name not in self.recorded and (sharing is None or sharing.own(job)):
+                self._record(job, "canceled", None, None, reason)
 
     def _failed_external_blockers(self) -> set[str]:
         """Blockers in earlier batches that did not succeed, read from their result records."""

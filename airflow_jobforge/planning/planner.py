@@ -189,7 +189,7 @@ def claim_chunk(jobs: list[Job], slots: int | None) -> int:
     estimates = [j.estimated_run_minutes for j in jobs]
     if jobs and all(e is not None for e in estimates):
         mean_s = 60 * sum(e for e in estimates if e is not None) / len(jobs)
-        return max(1, min(CLAIM_CHUNK_MAX, int(CLAIM_TARGET_S // max(mean_s, 1e-3))))
+        return max(1, min(CLAIM_CHUNK_MAX, int(CLAIM_TARGET_S / max(mean_s, 1e-3) + 1e-9)))
     return max(1, min(CLAIM_CHUNK_MAX, len(jobs) // (8 * max(1, slots or 1))))
 
 
