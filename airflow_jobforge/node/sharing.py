@@ -63,8 +63,6 @@ class WorkSharing:
         allocation = runner.hpc_job_id or os.environ.get("JOBFORGE_JOB_ID")
         self.claim = Claim(batch=spec.batch, hpc_job_id=allocation, host=runner.host)
         self.mine: dict[int, bool] = {}
-        self.elsewhere: set[str] = set()
-        """Own jobs another batch claimed: they are recorded where they run."""
         self.queue: deque[tuple[str, JobSpec]] = deque()
         self.peers: dict[str, _Peer | None] = {}
         self.ran_for_others = 0
@@ -76,11 +74,7 @@ class WorkSharing:
         chunk = self.index[job.name] // self.size
         mine = self.mine.get(chunk)
         if mine is None:
-            mine = self._claim(self.spec.batch, chunk)
-            self.mine[chunk] = mine
-            if not mine:
-                part = self.spec.jobs[chunk * self.size : (chunk + 1) * self.size]
-                self.elsewhere.update(j.name for j in part)
+            mine = self.mine[chunk] = self._claim(self.spec.batch, chunk)
         return mine
 
     def _claim(self, batch: str, chunk: int) -> bool:
