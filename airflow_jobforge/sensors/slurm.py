@@ -538,8 +538,9 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             self.log.info(summary)
             retryable = status.outcome is Outcome.RETRYABLE
             if not retryable:
-                client = client or self.hook.get_client()
-                self._await_other_batches(client, job, conclusion)
+                if job["request"]["batch"].get("share"):  # no login for the others' sake
+                    client = client or self.hook.get_client()
+                    self._await_other_batches(client, job, conclusion)
                 records = self._complete_records(client, job, status.state, conclusion)
                 self._push_records(context, records, conclusion)
             if status.outcome is Outcome.SUCCEEDED or ran:
@@ -559,8 +560,6 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         from it: the wait looks again later instead of recording them missing. A claimer
         that has ended leaves them to the completion below (its runner recorded them)."""
         request = request_from_dict(job["request"])
-        if not request.batch.share:
-            return
         try:
             if conclusion.event_written:
                 records = dict(conclusion.records)
