@@ -212,21 +212,12 @@ def container_spec(group: SubmissionGroup) -> ContainerSpec | None:
 
 
 def spark_spec(group: SubmissionGroup) -> SparkSpec | None:
-    """What the node needs of the group's Spark settings; None without an enabled cluster."""
+    """What the node needs of the group's Spark settings; None without an enabled cluster.
+    The node's fields are the config's, less what only planning reads."""
     spark = group.spark
     if spark is None or not spark.enabled:
         return None
-    return SparkSpec(
-        worker_memory=spark.worker_memory,
-        worker_cores=spark.worker_cores,
-        driver_memory=spark.driver_memory,
-        executor_memory=spark.executor_memory,
-        memory_overhead=spark.memory_overhead,
-        conf=dict(spark.conf),
-        local_dir=spark.local_dir,
-        spark_home=spark.spark_home,
-        startup_timeout_s=spark.startup_timeout_s,
-    )
+    return SparkSpec(**spark.model_dump(exclude={"enabled", "concurrent_jobs"}))
 
 
 ARRAY_MAX = 1000
