@@ -118,9 +118,25 @@ class BatchingParams(_Frozen):
         default=True, description="Let a job join its blockers' batch; the node runner orders them"
     )
     work_sharing: bool = Field(
-        default=False,
+        default=True,
         description="A batch's runner with a free slot and no ready job of its own runs ready, "
         "unblocked jobs of the group's other batches (claims in the run dir): no idle tail",
+    )
+    stop_before_walltime: bool = Field(
+        default=True,
+        description="A runner starts no job whose estimate (else the longest it has run) would "
+        "not end walltime_margin_s before its allocation's end; the wait submits what it left "
+        "as a continuation of the batch",
+    )
+    walltime_margin_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds kept free before the walltime; default 5% of it, 5 s to 2 min",
+    )
+    max_continuations: int = Field(
+        default=3,
+        ge=0,
+        description="Continuations a batch may have; after them its unstarted jobs are canceled",
     )
     job_arrays: bool = Field(
         default=True,

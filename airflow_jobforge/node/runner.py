@@ -65,6 +65,7 @@ from airflow_jobforge.node.say import say
 from airflow_jobforge.node.schedule import JobGraph
 from airflow_jobforge.node.sharing import WorkSharing
 from airflow_jobforge.node.spark import SparkCluster, SparkStartError
+from airflow_jobforge.node.walltime import Walltime
 from airflow_jobforge.rundir import (
     EXIT_OUTPUT_UNWRITABLE,
     NOT_WRITABLE,
@@ -77,7 +78,9 @@ from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.rundir.claims import shared_results_file
 from airflow_jobforge.rundir.events import (
     BATCH_STARTED,
+    BATCH_SURPLUS_CANCELLED,
     JOB_FAILED,
+    JOBS_LEFT,
     NODE_SETUP_FAILED,
     SPARK_CLUSTER_FAILED,
     SPARK_CLUSTER_READY,
@@ -315,6 +318,7 @@ class BatchRunner:
         self.spark: SparkCluster | None = None
         self.containers: JobContainers | None = None
         self.sharing = WorkSharing(self) if spec.share and spec.group else None
+        self.walltime = Walltime.of_allocation(spec.walltime_margin_s, clock, os.environ)
 
     # --- records ---------------------------------------------------------------------------
     def _record(
@@ -603,7 +607,24 @@ class BatchRunner:
             self._await_ended(graph, running, wake)
         if wake.terminated_by is not None:
             self._terminate(running, wake)
+        else:
+            self._ended_normally()
         return self._exit_code(wake)
+
+    def _ended_normally(self) -> None:
+        """What the batch's wait and the group's other batches learn from a batch that ran
+        to its end: the jobs it left for its walltime, the pending batches with no work left."""
+        if self.walltime.left:
+            self._left_for_walltime()
+        if self.sharing is not None and self.hpc_job_id:
+            for batch, job_id in self.sharing.cancel_surplus(self.hpc_job_id):
+                self.events.emit(
+                    BATCH_SURPLUS_CANCELLED,
+                    batch=batch,
+                    hpc_job_id=job_id,
+                    message=f"pending SLURM job {job_id} canceled: other batches ran its jobs",
+                    data={"by": self.spec.batch},
+                )
 
     def _node_setup(self, command: str, wake: _Wakeup) -> bool:
         """Whether the jobs may run; if not, each is recorded canceled with the reason."""
@@ -635,7 +656,7 @@ class BatchRunner:
         """Free slots, nothing of our own ready: the group's other batches' ready jobs."""
         monitor = self.monitor
         while len(running) < self.num_processes:
-            taken = sharing.next_job()
+            taken = sharing.next_job(self.walltime.fit_all)
             if taken is None:
                 return
             owner, job = taken
@@ -748,6 +769,11 @@ class BatchRunner:
         monitor = self.monitor
         while graph.ready and len(running) < self.num_processes:
             job = graph.take()
+            if self.sharing is not None and self.sharing.known_away(job):
+                continue
+            if not self.walltime.fits(job):
+                self.walltime.left.append(job)  # neither it nor its dependants start here
+                continue
             if self.sharing is not None and not self.sharing.own(job):
                 continue  # another batch claimed it: it runs (and is recorded) there
             try:
@@ -793,6 +819,7 @@ class BatchRunner:
     def _finish(
         self, graph: JobGraph, done: _Running, rc: int, usage: resource.struct_rusage | None
     ) -> None:
+        self.walltime.ran(self.clock() - done.start)
         if rc < 0:
             self._remove_container(done.job)  # its client was killed; podman's container lives
             self._record(
@@ -817,10 +844,34 @@ class BatchRunner:
         for pid, r in running.items():
             self._remove_container(r.job)
             self._record(r.job, "missing", None, r.start, reason, ended[pid][2], owner=r.owner)
-        self._cancel_unrun(reason)
+        if self.walltime.at_end():  # SLURM's kill at the walltime: no user canceled them
+            self._left_for_walltime()
+        else:
+            self._cancel_unrun(reason)
         if self.sharing is not None:  # claimed here, not started: they end with this batch
             for owner, job in self.sharing.drain():
                 self._record(job, "canceled", None, None, reason, owner=owner)
+
+    def _left_for_walltime(self) -> None:
+        """The event that says which jobs the runner left unrecorded for its walltime: the
+        batch's wait continues them (sensors.slurm)."""
+        time_left = self.walltime.time_left_s() or 0.0
+        sharing = self.sharing
+        left = [
+            j.name
+            for j in self.spec.jobs
+            if j.name not in self.recorded and (sharing is None or not sharing.known_away(j))
+        ]
+        self.events.emit(
+            JOBS_LEFT,
+            batch=self.spec.batch,
+            hpc_job_id=self.hpc_job_id,
+            message=(
+                f"{len(left)} job(s) not started: they would not end "
+                f"{self.walltime.margin_s:g} s before the walltime ({time_left:.0f} s left)"
+            ),
+            data={"jobs": left[:1000], "time_left_s": round(time_left, 1)},
+        )
 
     def _cancel_unrun(self, reason: str) -> None:
         """Every own job without a record, canceled. Where the batch shares work each one's

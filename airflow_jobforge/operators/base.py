@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow_jobforge.errors import JobForgeError
+from airflow_jobforge.errors import JobForgeError, SlurmError
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
 from airflow_jobforge.operators.attempts import Attempt, attempt
 from airflow_jobforge.planning.selection import Selection, rerun_kinds
@@ -63,7 +63,9 @@ class ClusterMixin:
         self, context: Any, base_output_dir: str, client: BatchClient | None = None
     ) -> Selection:
         """`run_selection` with a client of its own when none is given; a bad `rerun_of`
-        fails the task for good (a retry would not make it right)."""
+        fails the task for good (a retry would not make it right), while an outage reading
+        the earlier run's records (SSH, the SLURM controller) takes the infrastructure
+        retries (`with_infra_retries`): failing for good would lose the rerun to a blip."""
         if not context["params"].get("rerun_of"):
             return Selection(tuple(context["params"].get("jobs") or ()))
         from airflow.sdk.exceptions import AirflowFailException
@@ -72,6 +74,8 @@ class ClusterMixin:
         client = client or self.hook.get_client()
         try:
             return run_selection(context, base_output_dir, client)
+        except SlurmError:
+            raise
         except JobForgeError as exc:
             raise AirflowFailException(str(exc)) from exc
         finally:

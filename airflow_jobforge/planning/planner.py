@@ -159,6 +159,9 @@ def batch_spec(
                 ),
                 cancel_on_blocking_job_failure=job.cancel_on_blocking_job_failure,
                 extension=job.extension,
+                estimate_s=(
+                    None if job.estimated_run_minutes is None else job.estimated_run_minutes * 60
+                ),
             )
         )
     group = config.group(batch.group)
@@ -174,7 +177,21 @@ def batch_spec(
         group=group.name,
         share=group.batching.work_sharing and not batch.array,
         claim_chunk=claim_chunk([by_name[n] for n in batch.jobs], group.num_processes),
+        walltime_margin_s=walltime_margin(group),
+        max_continuations=group.batching.max_continuations,
     )
+
+
+def walltime_margin(group: SubmissionGroup) -> float | None:
+    """Seconds a runner keeps free before its walltime (node.walltime); None: it starts every
+    job. By default 5 % of the walltime, at least 5 s (the runner's own start and stop), at
+    most 2 min (SLURM's kill of a job that outlives it comes after KillWait, 30 s default)."""
+    batching = group.batching
+    if not batching.stop_before_walltime:
+        return None
+    if batching.walltime_margin_s is not None:
+        return batching.walltime_margin_s
+    return min(120.0, max(5.0, 0.05 * group.slurm.walltime_delta.total_seconds()))
 
 
 CLAIM_TARGET_S = 30.0

@@ -27,6 +27,15 @@ class JobSpec:
     external_blockers: tuple[str, ...] = ()
     cancel_on_blocking_job_failure: bool = False
     extension: str = "generic_command"
+    estimate_s: float | None = None
+    """The job's estimated run time: a runner near its walltime starts it only if it fits."""
+    claim_index: int | None = None
+    """Its place in the batch as planned (None: its place in this spec). Claims are by chunk
+    of places (rundir.claims), so a batch restricted to some jobs (a retry, a continuation)
+    claims the chunks its planned batch did."""
+
+    def place(self, position: int) -> int:
+        return position if self.claim_index is None else self.claim_index
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,11 @@ class BatchSpec:
     group: str | None = None
     share: bool = False
     claim_chunk: int = 1
+    # Walltime awareness (node.runner): a runner starts no job that would not end this far
+    # before its allocation's end (None: it starts every job); the wait continues what it
+    # left in a new batch, at most `max_continuations` times.
+    walltime_margin_s: float | None = None
+    max_continuations: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """What `dataclasses.asdict` gives, built directly: asdict copies value by value,
@@ -156,8 +170,9 @@ def restrict_batch(spec: BatchSpec, keep: Iterable[str], batch: str | None = Non
             blocked_by=tuple(b for b in job.blocked_by if b in keep),
             external_blockers=job.external_blockers
             + tuple(b for b in job.blocked_by if b not in keep),
+            claim_index=job.place(position),
         )
-        for job in spec.jobs
+        for position, job in enumerate(spec.jobs)
         if job.name in keep
     )
     return replace(spec, batch=batch or spec.batch, jobs=jobs)

@@ -1,7 +1,9 @@
 """Which batch runs which jobs when the batches of a group share work: claims in the run dir.
 
 A batch's jobs are cut into chunks of `claim_chunk` consecutive jobs (one job where jobs are
-long, several where they are short, so a 20,000-job run makes hundreds of claims, not 20,000).
+long, several where they are short, so a 20,000-job run makes hundreds of claims, not 20,000),
+by their place in the batch as planned: a retry or continuation of some of them keeps it
+(`JobSpec.claim_index`), so it claims the chunks its planned batch did.
 Whoever runs a chunk — its own batch, or another batch of the group with a free slot — first
 claims it: `mkdir claims/<batch>/<chunk>`. mkdir is atomic on every file system the nodes
 share, NFS included (O_EXCL is not on NFSv2 and old clients): exactly one claimer succeeds,
@@ -18,9 +20,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from airflow_jobforge.rundir.batches import BatchSpec
 from airflow_jobforge.rundir.records import RESULTS_DIR
 
 CLAIMS_DIR = "claims"
@@ -73,6 +77,11 @@ def try_claim(run_dir: str | os.PathLike[str], batch: str, chunk: int, claim: Cl
     return True
 
 
+def chunk_places(spec: BatchSpec) -> list[tuple[str, int]]:
+    """(job, place in the planned batch) for each job of the spec."""
+    return [(job.name, job.place(i)) for i, job in enumerate(spec.jobs)]
+
+
 def is_claimed(run_dir: str | os.PathLike[str], batch: str, chunk: int) -> bool:
     return chunk_dir(run_dir, batch, chunk).is_dir()
 
@@ -118,14 +127,20 @@ def shared_results_file(run_dir: str | os.PathLike[str], owner: str, runner: str
 
 
 def claimed_away(
-    claims: dict[int, Claim | None], batch: str, chunk_size: int, names: list[str]
+    claims: dict[int, Claim | None],
+    batch: str,
+    chunk_size: int,
+    places: Iterable[tuple[str, int]],
 ) -> dict[str, Claim | None]:
-    """The jobs of `batch` (in its order, `names`) whose chunk another batch claimed: job ->
-    the claim (None: a claim being written, whose claimer is not known yet)."""
+    """The jobs of `batch` (name, place in the planned batch) whose chunk another batch
+    claimed: job -> the claim (None: a claim being written, whose claimer is not known yet)."""
+    size = max(1, chunk_size)
     away: dict[str, Claim | None] = {}
-    for chunk, claim in claims.items():
-        if claim is not None and claim.batch == batch:
+    for name, place in places:
+        chunk = place // size
+        if chunk not in claims:
             continue
-        for name in names[chunk * chunk_size : (chunk + 1) * chunk_size]:
+        claim = claims[chunk]
+        if claim is None or claim.batch != batch:
             away[name] = claim
     return away

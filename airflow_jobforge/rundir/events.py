@@ -33,6 +33,9 @@ CANCELED_BY_USER = "canceled_by_user"
 RECORDS_COMPLETED = "records_completed"
 SPARK_CLUSTER_READY = "spark_cluster_ready"
 SPARK_CLUSTER_FAILED = "spark_cluster_failed"
+JOBS_LEFT = "jobs_left"  # a runner near its walltime left jobs unstarted
+BATCH_CONTINUED = "batch_continued"  # the wait submitted them as a continuation
+BATCH_SURPLUS_CANCELLED = "batch_surplus_cancelled"  # pending; its work ran elsewhere
 EVENT_TYPES = (
     BATCH_SUBMITTED,
     BATCH_ADOPTED,
@@ -46,6 +49,9 @@ EVENT_TYPES = (
     RECORDS_COMPLETED,
     SPARK_CLUSTER_READY,
     SPARK_CLUSTER_FAILED,
+    JOBS_LEFT,
+    BATCH_CONTINUED,
+    BATCH_SURPLUS_CANCELLED,
 )
 
 

@@ -52,6 +52,7 @@ from airflow_jobforge.rundir.batches import restrict_batch
 from airflow_jobforge.rundir.completion import completion_file, record_lines, unrecorded
 from airflow_jobforge.rundir.conclusion import XCOM_KEY, Conclusion
 from airflow_jobforge.rundir.events import (
+    BATCH_CONTINUED,
     BATCH_ENDED,
     BATCH_RESUBMITTED,
     RECORDS_COMPLETED,
@@ -64,6 +65,7 @@ from airflow_jobforge.slurm.nodelist import NODE_FAILURE_STATES, excluding
 from airflow_jobforge.slurm.protocol import BatchClient
 from airflow_jobforge.slurm.request import (
     SubmittedData,
+    job_names_of,
     request_from_dict,
     request_to_dict,
     restore_request,
@@ -84,6 +86,45 @@ def resource_tag(key: str, batch: str, try_number: int, attempt: int) -> str:
     """Tag of a retry with more resources: unique per (run, batch, wait try, attempt), so a
     restart of that try adopts it and a later clear never does."""
     return submit_tag(key, batch, try_number, "t") + f"m{attempt}"
+
+
+def continuation_tag(key: str, batch: str, try_number: int, continuation: int) -> str:
+    """Tag of a batch's continuation (what its runner left for its walltime): unique per
+    (run, batch, wait try, continuation), so a restart of that try adopts it."""
+    return submit_tag(key, batch, try_number, "t") + f"c{continuation}"
+
+
+def _ran_to_an_end(status: JobStatus) -> bool:
+    """Whether the batch's runner ended on its own (all jobs done, or some failed) or at
+    its walltime: the states after which it may have left jobs for a continuation."""
+    state = normalize_state(status.state)
+    return (
+        status.outcome is Outcome.SUCCEEDED
+        or state == "TIMEOUT"
+        or (status.outcome is Outcome.FAILED and status.exit_code == RUNNER_JOBS_FAILED)
+    )
+
+
+def _without_request(job: SubmittedData) -> dict[str, Any]:
+    """The wait's XCom: the request (the batch's every job) is in the submit task's already."""
+    return {k: v for k, v in job.items() if k != "request"}
+
+
+def _ran_elsewhere(job: SubmittedData, records: dict[str, ResultRecord] | None) -> int:
+    """How many jobs the batch has when every one of them ran in (and was recorded by)
+    another batch of its group; 0 otherwise. A pending batch whose work was all taken is
+    canceled as surplus by the runner that took the last of it (node.sharing)."""
+    batch = job["request"]["batch"]
+    if not batch.get("share") or not records:
+        return 0
+    names = job_names_of(batch)
+    if all((r := records.get(n)) is not None and r.ran_in for n in names):
+        return len(names)
+    return 0
+
+
+def _unrecorded_names(batch: dict[str, Any], records: dict[str, ResultRecord]) -> list[str]:
+    return [name for name in job_names_of(batch) if name not in records]
 
 
 class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
@@ -228,7 +269,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         batch whose nodes keep failing is not resubmitted for ever. Its jobs without a result
         record get one first, so that the result tasks lose none."""
         if resubmits >= self.max_resubmits:
-            self._complete_records(client, previous, status.state)
+            self._complete_records(client, previous, status)
             raise AirflowFailException(
                 f"batch {batch} ended {status.state} after {resubmits} "
                 "resubmission(s): not resubmitted again"
@@ -305,14 +346,23 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         self, client: BatchClient, context: Any, submitted: SubmittedData, try_number: int
     ) -> tuple[SubmittedData, int]:
         """The newest job of this batch that earlier tries started (their NODE_FAIL
-        resubmissions `w<try>` and retries with more resources `t<try>m<n>`), and how many
-        NODE_FAIL resubmissions there were. Within a try, its `w` comes before its `m`s."""
+        resubmissions `w<try>`, retries with more resources `t<try>m<n>` and continuations
+        `t<try>c<n>`), and how many NODE_FAIL resubmissions there were. Within a try, its `w`
+        comes before its `m`s, and those before its continuations (a continuation after a
+        retry with more resources is adopted with the original limits)."""
         request = request_from_dict(submitted["request"])
         key, batch = context_run_key(context), request.batch.batch
         max_attempts = int((self.retry or {}).get("max_attempts") or 1)
         latest: SubmittedData | None = None
         resubmits = 0
+        continuations = int(request.batch.max_continuations or 0)
         for earlier in range(try_number - 1, 0, -1):
+            for n in range(continuations if latest is None else 0, 0, -1):
+                tag = continuation_tag(key, batch, earlier, n)
+                found = client.find(tag)
+                if found is not None:
+                    latest = {**self._info(found, tag, submitted), "continuation": n}
+                    break
             if latest is None:
                 for attempt in range(max_attempts, 1, -1):
                     tag = resource_tag(key, batch, earlier, attempt)
@@ -366,7 +416,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             return super().execute(context)
         status = self._ended(job)
         if status is not None:
-            nxt = self._retry_with_more(context, job, status)
+            nxt = self._follow_up(context, job, status)
             if nxt is None:
                 return self._conclude(job, status, None, context)
             job = nxt
@@ -403,7 +453,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         status = self._tracker.resolve(self._query(job))[job["job_id"]]
         if not status.terminal:
             return False
-        nxt = self._retry_with_more(context, job, status)
+        nxt = self._follow_up(context, job, status)
         if nxt is not None:
             self._job, self._tracker = nxt, None
             return False
@@ -419,7 +469,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         conclusion = Conclusion.from_dict(event.pop("conclusion", None))
         status = JobStatus(**{**event, "outcome": Outcome(event["outcome"])})
         records = conclusion.records if conclusion is not None else None
-        nxt = self._retry_with_more(context, job, status, records)
+        nxt = self._follow_up(context, job, status, records)
         if nxt is not None:
             self._defer(nxt)
         return self._conclude(job, status, conclusion, context)
@@ -438,6 +488,90 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             ),
             method_name="execute_complete",
         )
+
+    def _follow_up(
+        self,
+        context: Any,
+        job: SubmittedData,
+        status: JobStatus,
+        records: dict[str, ResultRecord] | None = None,
+    ) -> SubmittedData | None:
+        """The job that carries on the batch's work after `job` ended: a retry with more
+        resources, or a continuation of the jobs its runner left for its walltime; None
+        when the batch is done."""
+        return self._retry_with_more(context, job, status, records) or self._continue(
+            context, job, status, records
+        )
+
+    # --- continuation ------------------------------------------------------------------------
+    def _continue(
+        self,
+        context: Any,
+        job: SubmittedData,
+        status: JobStatus,
+        records: dict[str, ResultRecord] | None = None,
+    ) -> SubmittedData | None:
+        """After a batch whose runner left jobs unstarted because they would not end before
+        its walltime (node.walltime): those jobs, less what other batches took, submitted as
+        a new batch of the same group and limits — tagged `t<try>c<n>` so that a restart of
+        this try adopts it — at most the batch's `max_continuations` times. None otherwise."""
+        batch = job["request"]["batch"]
+        if batch.get("walltime_margin_s") is None or not _ran_to_an_end(status):
+            return None
+        if records is not None and not _unrecorded_names(batch, records):
+            return None  # the common case: every job has its record, nothing to read
+        request = request_from_dict(job["request"])
+        done = int(job.get("continuation") or 0)
+        client = self.hook.get_client()
+        try:
+            if records is None:
+                records = client.read_results(request.output_dir, request.batch.batch)
+            away = taken_by_others(client, request)
+            left = [
+                j.name for j in request.batch.jobs if j.name not in records and j.name not in away
+            ]
+            if not left:
+                return None
+            if done >= request.batch.max_continuations:
+                self.log.info(
+                    "%d job(s) of batch %s never started before its walltime; no continuation "
+                    "left (max_continuations %d)",
+                    len(left),
+                    request.batch.batch,
+                    request.batch.max_continuations,
+                )
+                return None
+            tries = context_attempt(context, self.retries)
+            tag = continuation_tag(
+                context_run_key(context), request.batch.batch, tries.try_number, done + 1
+            )
+            new = replace(request, tag=tag, batch=restrict_batch(request.batch, left))
+            submitted = self.settings.gate().submit(lambda: client.submit(new, adopt=True))
+            info = {
+                **job_info(submitted, request_to_dict(new)),
+                "attempt": job.get("attempt"),
+                "continuation": done + 1,
+            }
+            self.log.info(
+                "batch %s left %d job(s) for its walltime: continued as SLURM job %s "
+                "(continuation %d of at most %d)",
+                request.batch.batch,
+                len(left),
+                submitted.job_id,
+                done + 1,
+                request.batch.max_continuations,
+            )
+            self._event(
+                client,
+                info,
+                BATCH_CONTINUED,
+                f"{len(left)} job(s) left by SLURM job {job['job_id']} ({status.state}) "
+                f"continued (continuation {done + 1})",
+                {"previous_job_id": job["job_id"], "continuation": done + 1, "jobs": left[:1000]},
+            )
+            return info
+        finally:
+            client.close()
 
     # --- retry with more resources ---------------------------------------------------------
     def _retry_with_more(
@@ -541,11 +675,23 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 if job["request"]["batch"].get("share"):  # no login for the others' sake
                     client = client or self.hook.get_client()
                     self._await_other_batches(client, job, conclusion)
-                records = self._complete_records(client, job, status.state, conclusion)
+                records = self._complete_records(client, job, status, conclusion)
                 self._push_records(context, records, conclusion)
+                elsewhere = _ran_elsewhere(job, records)
+                if elsewhere:
+                    self.log.info(
+                        "ran by other batches: all %d job(s) of batch %s ran in other batches "
+                        "of the group (work sharing)%s",
+                        elsewhere,
+                        job["request"]["batch"]["batch"],
+                        "; its pending SLURM job was canceled as surplus"
+                        if status.outcome is Outcome.CANCELED
+                        else "",
+                    )
+                    if status.outcome is Outcome.CANCELED:
+                        return {**_without_request(job), "state": status.state}
             if status.outcome is Outcome.SUCCEEDED or ran:
-                # The request (the batch's every job) is in the submit task's XCom already.
-                return {**{k: v for k, v in job.items() if k != "request"}, "state": status.state}
+                return {**_without_request(job), "state": status.state}
             if retryable:
                 raise AirflowException(f"{summary}: the batch is resubmitted on retry")
             raise AirflowFailException(f"{summary}: not retried")
@@ -605,16 +751,17 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         self,
         client: BatchClient | None,
         job: SubmittedData,
-        state: str,
+        status: JobStatus,
         conclusion: Conclusion | None = None,
     ) -> dict[str, ResultRecord] | None:
         """A record for every job of the batch that has none: canceled when the batch never
-        ran a job (canceled while pending, refused at launch), else missing. Returns the
+        ran a job (canceled while pending, refused at launch) or its runner, ending on its
+        own, left it for its walltime (its continuations spent), else missing. Returns the
         batch's records, completed (None when they could not be read). Logs in only when
         the trigger brought no records or some must be written."""
         own = client is None
         try:
-            return self._completed(client, job, state, conclusion)
+            return self._completed(client, job, status, conclusion)
         finally:
             if own and self._records_client is not None:
                 self._records_client.close()
@@ -624,7 +771,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         self,
         client: BatchClient | None,
         job: SubmittedData,
-        state: str,
+        status: JobStatus,
         conclusion: Conclusion | None,
     ) -> dict[str, ResultRecord] | None:
         request = request_from_dict(job["request"])
@@ -643,13 +790,24 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
                 records = connect().read_results(request.output_dir, request.batch.batch)
             names = [j.name for j in request.batch.jobs]
             ran = any(records.get(n) is not None and records[n].start for n in names)
-            state = normalize_state(state)
+            state = normalize_state(status.state)
+            reason = f"no result record: batch ended {state}"
+            left = (
+                request.batch.walltime_margin_s is not None
+                and _ran_to_an_end(status)
+                and state != "TIMEOUT"
+            )
+            if left:  # a runner that ended on its own recorded all but what it left
+                reason = (
+                    "not started: would not end before the walltime, and the batch's "
+                    f"{request.batch.max_continuations} continuation(s) are spent"
+                )
             late = unrecorded(
                 names,
                 records,
                 batch=request.batch.batch,
-                status="missing" if ran or state not in ("CANCELLED",) else "canceled",
-                reason=f"no result record: batch ended {state}",
+                status="missing" if (ran or state != "CANCELLED") and not left else "canceled",
+                reason=reason,
                 hpc_job_id=job["job_id"],
             )
             if not late:

@@ -87,7 +87,10 @@ def slim_request(request: RequestData) -> RequestData:
     supervisor blocked writing to the runner while the runner blocked writing logs). The
     full spec stays in the submit task's XCom; `restore_request` puts it back."""
     batch = dict(request["batch"])
-    batch["job_names"] = [job["name"] for job in batch.pop("jobs")]
+    jobs = batch.pop("jobs")
+    batch["job_names"] = [job["name"] for job in jobs]
+    if any(job.get("claim_index") is not None for job in jobs):  # a retry or continuation
+        batch["job_places"] = [_place(i, job) for i, job in enumerate(jobs)]
     return {**request, "batch": batch}
 
 
@@ -115,6 +118,21 @@ def restore_request(request: RequestData, full_batch: Mapping[str, Any] | None) 
     full = BatchSpec.from_dict(dict(full_batch))
     spec = restrict_batch(full, batch["job_names"], batch["batch"])
     return {**request, "batch": spec.to_dict()}
+
+
+def job_places_of(batch: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """(job, place in the planned batch) of a batch spec dict, full or slim: what its work
+    sharing claims are counted by (rundir.claims)."""
+    if "job_names" in batch:
+        names = list(batch["job_names"])
+        return list(zip(names, batch.get("job_places") or range(len(names)), strict=True))
+    return [(job["name"], _place(i, job)) for i, job in enumerate(batch.get("jobs", ()))]
+
+
+def _place(position: int, job: Mapping[str, Any]) -> int:
+    """`JobSpec.place` of a job spec dict."""
+    index = job.get("claim_index")
+    return position if index is None else int(index)
 
 
 def job_names_of(batch: Mapping[str, Any]) -> list[str]:

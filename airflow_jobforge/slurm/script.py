@@ -42,6 +42,14 @@ export JOBFORGE_NODE_NAMES ;;
 *) export JOBFORGE_NODE_NAMES="$SLURM_JOB_NODELIST" ;;
 esac
 """
+# When the allocation ends, for the runner's walltime awareness (node.walltime): the script
+# starts with the allocation, and SLURM before 23.02 does not say (SLURM_JOB_END_TIME). The
+# local backend has no walltime: no SLURM_JOB_ID, no end.
+ALLOCATION_END = """if [ -n "${{SLURM_JOB_ID:-}}" ]; then
+export JOBFORGE_WALLTIME_S={walltime_s}
+export JOBFORGE_END_TIME=$(( ${{EPOCHSECONDS:-$(date +%s)}} + {walltime_s} ))
+fi
+"""
 
 
 @dataclass(frozen=True)
@@ -207,6 +215,7 @@ def sbatch_job(request: SubmitRequest) -> SbatchJob:
     pythonpath = ""
     if request.pythonpath:
         pythonpath = f'export PYTHONPATH={q(request.pythonpath)}"${{PYTHONPATH:+:$PYTHONPATH}}"\n'
+    walltime_s = int(request.slurm.walltime_delta.total_seconds())
     script = f"""#!/bin/bash
 # airflow-jobforge batch {q(request.batch.batch)} (tag {q(request.tag)})
 set -u
@@ -228,7 +237,7 @@ then
 mv -f "$batch_file.$job_id" "$batch_file" && rc=0
 fi
 if [ "$rc" = 0 ]; then
-{pythonpath}{NODE_NAMES}{runner} &
+{pythonpath}{NODE_NAMES}{ALLOCATION_END.format(walltime_s=walltime_s)}{runner} &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT
 while :; do wait "$child"; rc=$?; kill -0 "$child" 2>/dev/null || break; done

@@ -10,7 +10,7 @@ record canceled what runs elsewhere.
 from __future__ import annotations
 
 from airflow_jobforge.rundir import ResultRecord
-from airflow_jobforge.rundir.claims import Claim, claimed_away
+from airflow_jobforge.rundir.claims import Claim, chunk_places, claimed_away
 from airflow_jobforge.slurm.protocol import BatchClient
 from airflow_jobforge.slurm.script import SubmitRequest
 from airflow_jobforge.slurm.states import Outcome
@@ -24,7 +24,7 @@ def taken_by_others(client: BatchClient, request: SubmitRequest) -> dict[str, Cl
     if not batch.share:
         return {}
     claims = client.read_claims(request.output_dir, batch.batch)
-    return claimed_away(claims, batch.batch, batch.claim_chunk, [j.name for j in batch.jobs])
+    return claimed_away(claims, batch.batch, batch.claim_chunk, chunk_places(batch))
 
 
 def claimed_and_running(

@@ -28,7 +28,7 @@ from airflow_jobforge.rundir.events import (
 )
 from airflow_jobforge.slurm.client import GRACE_S
 from airflow_jobforge.slurm.protocol import AsyncBatchClient
-from airflow_jobforge.slurm.request import SubmittedData, job_names_of, slim_job
+from airflow_jobforge.slurm.request import SubmittedData, job_names_of, job_places_of, slim_job
 from airflow_jobforge.slurm.states import JobStatus, batch_ended_event
 from airflow_jobforge.triggers.poller import SharedPoller
 from airflow_jobforge.triggers.resume import hold
@@ -256,7 +256,8 @@ class SlurmJobTrigger(BaseTrigger):
             names = job_names_of(spec)
             if spec.get("share"):  # what other batches took is theirs to record
                 claims = await client.read_claims(run_dir, batch)
-                away = claimed_away(claims, batch, int(spec.get("claim_chunk") or 1), names)
+                chunk = int(spec.get("claim_chunk") or 1)
+                away = claimed_away(claims, batch, chunk, job_places_of(spec))
                 names = [n for n in names if n not in away]
             late = unrecorded(
                 names,

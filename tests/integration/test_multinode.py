@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import shlex
 import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -36,18 +38,53 @@ from .conftest import (
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
+# --- jobs that wait for each other, not for a guessed number of seconds -----------------------
+def meeting_point(parent: Path) -> Path:
+    """A directory on the shared file system where jobs on any node (any user) meet."""
+    point = parent / "meet"
+    (point / "arrived").mkdir(parents=True)
+    for path in (point, point / "arrived"):
+        path.chmod(0o1777)
+    return point
+
+
+def arrived(point: Path) -> int:
+    return len(list((point / "arrived").iterdir()))
+
+
+def job_waiting_for(point: Path, condition: str, timeout_s: int) -> str:
+    """A job's command: it marks its arrival, waits until the shell `condition` holds (and
+    gives up with exit code 99 after `timeout_s`: the test fails, it does not hang), then
+    prints its host's name."""
+    arrival = shlex.quote(str(point / "arrived")) + '/"$JOBFORGE_JOB_NAME"'
+    return (
+        f"touch {arrival}; i=0; until {condition}; do i=$((i + 1)); "
+        f'[ "$i" -lt {timeout_s * 10} ] || exit 99; sleep 0.1; done; hostname'
+    )
+
+
+def all_arrived(point: Path, count: int) -> str:
+    return f'[ "$(ls {shlex.quote(str(point / "arrived"))} | wc -l)" -ge {count} ]'
+
+
+def released(point: Path) -> str:
+    return f"[ -e {shlex.quote(str(point / 'release'))} ]"
+
+
 def test_batches_of_one_run_land_on_different_nodes_and_all_succeed(cluster, multinode, tmp_path):
-    # Three batches of two jobs, each batch owning a whole node while they overlap.
+    # Three batches of two jobs, each batch owning a whole node while they overlap: every job
+    # waits until all six run at once (so no batch can end and free its node for another).
+    out = shared_dir(cluster)
+    point = meeting_point(out)
+    command = job_waiting_for(point, all_arrived(point, 6), timeout_s=120)
     jobs = [
-        {"name": f"spread{i}", "command": "sleep 8; hostname", "submission_group": "spread"}
-        for i in range(6)
+        {"name": f"spread{i}", "command": command, "submission_group": "spread"} for i in range(6)
     ]
     group = {
         "name": "spread",
         "slurm": {"partition": multinode.partition, "walltime": "5", "extra": ["--exclusive"]},
         "batching": {"per_node_batch_size": 2, "num_processes": 2},
     }
-    out = shared_dir(cluster)
 
     state, summary, run_dir = run(
         str(write_config(tmp_path, jobs, group)), backend="slurm", output=str(out)
@@ -159,10 +196,15 @@ class NodeDeath:
     others: dict[str, str] = field(default_factory=dict)
 
 
-def kill_a_node_when_all_run(multinode: MultiNode, seen: NodeDeath, batches: int) -> None:
+def kill_a_node_when_all_run(
+    multinode: MultiNode, seen: NodeDeath, batches: int, point: Path
+) -> None:
     """Once every batch runs on its own node: kill the node of the batch on the first node
     (where SLURM would put a resubmission first), wait for SLURM to end that batch's job
-    NODE_FAIL, then bring the node back, so that only the exclusion keeps the retry away."""
+    NODE_FAIL, then bring the node back, so that only the exclusion keeps the retry away.
+    The jobs wait at `point` until then: the batch on the killed node cannot have ended
+    before its node died, however slow the machine, and the other batches hold their nodes
+    until the dead one is back."""
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -178,7 +220,9 @@ def kill_a_node_when_all_run(multinode: MultiNode, seen: NodeDeath, batches: int
         seen.job_id, name = by_node[seen.node]
         seen.batch = name.split(".")[1]
         seen.others = {i: n for i, (_, _, n) in running.items() if i != seen.job_id}
-        time.sleep(2)  # the jobs have started on their nodes
+        while arrived(point) < 2 * batches:  # the jobs have started on their nodes
+            assert time.monotonic() < deadline, f"jobs never all started: {arrived(point)}"
+            time.sleep(0.2)
         with start_lock():
             kill_node(seen.node)
             seen.killed_at = time.monotonic()
@@ -190,23 +234,27 @@ def kill_a_node_when_all_run(multinode: MultiNode, seen: NodeDeath, batches: int
         start_cluster()  # restarts the dead node's slurmd (and nothing healthy)
     except BaseException as exc:  # re-raised in the test's thread
         seen.error = exc
+    finally:
+        (point / "release").touch()  # whatever happened: the jobs end now, none hangs
 
 
 def test_a_dead_node_fails_only_its_batch_which_is_resubmitted_elsewhere(
     cluster, multinode, tmp_path
 ):
+    out = shared_dir(cluster)
+    point = meeting_point(out)
+    # Within the 5-minute walltime: NODE_FAIL takes up to 150 s after the kill.
+    command = job_waiting_for(point, released(point), timeout_s=270)
     jobs = [
-        {"name": f"death{i}", "command": "sleep 15; hostname", "submission_group": "death"}
-        for i in range(6)
+        {"name": f"death{i}", "command": command, "submission_group": "death"} for i in range(6)
     ]
     group = {
         "name": "death",
         "slurm": {"partition": multinode.partition, "walltime": "5", "extra": ["--exclusive"]},
         "batching": {"per_node_batch_size": 2, "num_processes": 2},
     }
-    out = shared_dir(cluster)
     seen = NodeDeath()
-    killer = threading.Thread(target=kill_a_node_when_all_run, args=(multinode, seen, 3))
+    killer = threading.Thread(target=kill_a_node_when_all_run, args=(multinode, seen, 3, point))
     killer.start()
     try:
         # Submitted over SSH as the cluster's user, as a deployment submits (and out of reach

@@ -22,8 +22,10 @@ from airflow_jobforge.slurm.limits import (
     admitted,
     batch_group,
     check_rate,
+    cluster_stem,
     count_group_jobs,
     rate_delay,
+    read_last_start,
 )
 
 
@@ -139,16 +141,19 @@ def _submitter(
     directory: str, rate: float | None, limit: int | None, queue: str, n: int, sbatch_s: float
 ) -> None:
     """One submit task: `n` submissions through the gate; each sbatch (taking `sbatch_s`:
-    a race without the lock would show) appends its start time to `queue` (the shared
-    'SLURM queue'), which `count` reads."""
+    a race without the lock would show) appends a line to `queue` (the shared 'SLURM
+    queue'), which `count` reads: the start the gate recorded for it (what the rate spaces),
+    its own start and its end."""
     gate = SubmissionGate(("slurm", None, None), rate, Path(directory))
     path = Path(queue)
+    state = Path(directory) / f"{cluster_stem(gate.cluster)}.json"
 
     def sbatch() -> None:
         started = time.time()
+        recorded = read_last_start(state) if rate else started
         time.sleep(sbatch_s)
         with path.open("a") as handle:
-            handle.write(f"{started}\n")
+            handle.write(f"{recorded} {started} {time.time()}\n")
 
     def count() -> int:
         return len(path.read_text().splitlines()) if path.exists() else 0
@@ -159,7 +164,8 @@ def _submitter(
 
 def _run_at_once(
     tmp_path: Path, processes: int, rate: float | None, limit: int | None, n: int, sbatch_s: float
-) -> list[float]:
+) -> list[tuple[float, ...]]:
+    """(recorded start, start, end) of every sbatch, in the order they started."""
     queue = tmp_path / "queue"
     ctx = multiprocessing.get_context("spawn")
     args = (str(tmp_path / "limits"), rate, limit, str(queue), n, sbatch_s)
@@ -167,23 +173,28 @@ def _run_at_once(
     for proc in procs:
         proc.start()
     for proc in procs:
-        proc.join(60)
+        proc.join(120)
         assert proc.exitcode == 0
-    return sorted(float(t) for t in queue.read_text().splitlines())
+    calls = [tuple(float(t) for t in line.split()) for line in queue.read_text().splitlines()]
+    return sorted(calls, key=lambda call: call[1])
 
 
 def test_processes_submitting_at_once_never_exceed_the_rate(tmp_path):
-    starts = _run_at_once(tmp_path, processes=3, rate=10.0, limit=None, n=3, sbatch_s=0.02)
-    assert len(starts) == 9
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    # The gate records its own start just before calling sbatch: on a busy machine the
-    # sbatch's own clock reading lags it by a few ms (without the lock gaps are ~0).
-    assert min(gaps) >= 0.1 - 0.03
+    calls = _run_at_once(tmp_path, processes=3, rate=10.0, limit=None, n=3, sbatch_s=0.02)
+    assert len(calls) == 9
+    # The starts the gate recorded (read back inside each sbatch, under the lock) are spaced
+    # by the rate; each sbatch started after its own was recorded, and after the one before
+    # it ended (one at a time). Without the lock they would be ~0 apart. Load only widens
+    # these gaps, never narrows them.
+    recorded = [call[0] for call in calls]
+    assert all(b - a >= 0.1 - 0.001 for a, b in zip(recorded, recorded[1:], strict=False))
+    assert all(start >= mark for mark, start, _ in calls)
+    assert all(b[1] >= a[2] for a, b in zip(calls, calls[1:], strict=False))
 
 
 def test_processes_submitting_at_once_never_exceed_the_groups_limit(tmp_path):
-    starts = _run_at_once(tmp_path, processes=6, rate=None, limit=2, n=1, sbatch_s=0.3)
-    assert len(starts) == 2
+    calls = _run_at_once(tmp_path, processes=6, rate=None, limit=2, n=1, sbatch_s=0.3)
+    assert len(calls) == 2
 
 
 # --- configuration -----------------------------------------------------------------------------
@@ -250,10 +261,45 @@ def test_a_rate_in_the_slurm_connection_applies(monkeypatch):
 
 
 # --- the wait for a slot, on the local backend's real processes --------------------------------
+class CountedListings:
+    """The triggers' client, counting their looks at the queue: a waiter that stays put is
+    proved to have looked (and stayed) that many times, not merely given time to."""
+
+    def __init__(self, monkeypatch) -> None:
+        from airflow_jobforge.hooks.slurm import SlurmHook
+
+        self.looks = 0
+        real = SlurmHook.get_async_client
+        monkeypatch.setattr(SlurmHook, "get_async_client", lambda hook: self._wrap(real(hook)))
+
+    def _wrap(self, client):
+        counter = self
+
+        class Counted:
+            async def queued(self, prefix):
+                counter.looks += 1
+                return await client.queued(prefix)
+
+            async def close(self):
+                await client.close()
+
+        return Counted()
+
+
+async def until(condition, timeout: float = 30.0) -> None:
+    """Wait for `condition`, with a deadline that only ends a failing test."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"not within {timeout}s"
+        await asyncio.sleep(0.01)
+
+
 def test_a_waiting_batch_goes_once_a_batch_of_its_group_left_the_queue(tmp_path, monkeypatch):
     from airflow_jobforge.triggers.queue_slot import QueueSlotTrigger
 
     monkeypatch.setenv("JOBFORGE_LOCAL_STATE", str(tmp_path))
+    listings = CountedListings(monkeypatch)
     key = "abcdefabcdef"
     sleepers = {}
     for batch in ("g-0000", "g-0001", "other-0000"):
@@ -264,15 +310,17 @@ def test_a_waiting_batch_goes_once_a_batch_of_its_group_left_the_queue(tmp_path,
         )
     trigger = QueueSlotTrigger({"backend": "local"}, key, "g", "g-0002", limit=2, poll_interval=0.2)
 
-    async def first_event(timeout: float):
-        return await asyncio.wait_for(trigger.run().__anext__(), timeout)
-
-    try:
-        with pytest.raises(asyncio.TimeoutError):
-            asyncio.run(first_event(1.0))  # the other group's batch takes no slot of g
+    async def scenario():
+        waiting = asyncio.create_task(trigger.run().__anext__())
+        await until(lambda: listings.looks >= 3)
+        # Three looks at g's two batches (the other group's takes no slot of g): still waiting.
+        assert not waiting.done()
         sleepers["g-0000"].kill()
         sleepers["g-0000"].wait()
-        event = asyncio.run(first_event(5.0))
+        return await asyncio.wait_for(waiting, 30)
+
+    try:
+        event = asyncio.run(scenario())
         assert event.payload == {"batch": "g-0002", "queued": 1}
     finally:
         for proc in sleepers.values():
@@ -296,6 +344,7 @@ def test_of_two_batches_waiting_for_one_slot_only_the_first_goes(tmp_path, monke
     from airflow_jobforge.triggers.queue_slot import QueueSlotTrigger
 
     monkeypatch.setenv("JOBFORGE_LOCAL_STATE", str(tmp_path))
+    listings = CountedListings(monkeypatch)
     key = "abcdefabcdef"
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     (tmp_path / f"{key}.g-0000.t1.json").write_text(json.dumps({"job_id": f"local-{proc.pid}"}))
@@ -306,11 +355,15 @@ def test_of_two_batches_waiting_for_one_slot_only_the_first_goes(tmp_path, monke
             for batch in ("g-0003", "g-0002")
         ]
         tasks = {asyncio.create_task(t.run().__anext__()): t.batch for t in triggers}
-        done, pending = await asyncio.wait(tasks, timeout=1.5)
+        await asyncio.wait(tasks, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        # The one that went holds the free slot: the other stays through three more looks.
+        looked = listings.looks
+        await until(lambda: listings.looks >= looked + 3)
+        pending = [task for task in tasks if not task.done()]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        return {tasks[t] for t in done}, {tasks[t] for t in pending}
+        return {tasks[t] for t in tasks if t not in pending}, {tasks[t] for t in pending}
 
     try:
         went, waiting = asyncio.run(both())

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from airflow_jobforge.slurm.states import JobStatus, classify_state
-from airflow_jobforge.triggers.poller import SharedPoller
+from airflow_jobforge.triggers.poller import ENDING_FIRST_DELAY, SharedPoller
 
 
 class ScriptedClient:
@@ -36,87 +39,129 @@ def _start(poller: SharedPoller) -> None:
     poller._task = asyncio.get_running_loop().create_task(poller._loop(("test", id(poller))))
 
 
+async def until(condition: Callable[[], object], timeout: float = 30.0) -> None:
+    """Wait for `condition` to hold: what a step waits for, not a guess at how long the loop
+    needs on a loaded machine; the deadline only ends a test that is failing anyway."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"not within {timeout}s"
+        await asyncio.sleep(0.005)
+
+
 def test_one_query_per_poll_for_all_watchers() -> None:
     async def scenario() -> ScriptedClient:
         client = ScriptedClient({str(i): "RUNNING" for i in range(50)})
         poller = SharedPoller(client, min_interval=0.05, max_interval=0.05)
         waiters = [asyncio.create_task(_first_terminal(poller, str(i), None)) for i in range(50)]
-        await asyncio.sleep(0.01)
+        await until(lambda: len(poller.watches) == 50)
         _start(poller)
-        await asyncio.sleep(0.3)
+        await until(lambda: len(client.queries) >= 3)
         client.states.update({str(i): "COMPLETED" for i in range(50)})
-        await asyncio.wait_for(asyncio.gather(*waiters), timeout=2)
+        await asyncio.wait_for(asyncio.gather(*waiters), timeout=30)
         return client
 
     client = asyncio.run(scenario())
-    assert len(client.queries) >= 3
-    assert all(len(ids) == 50 for _, ids in client.queries[1:])  # every poll asks for all jobs
+    assert len(client.queries) >= 4
+    assert all(len(ids) == 50 for _, ids in client.queries)  # every poll asks for all jobs
 
 
 def test_backs_off_while_nothing_changes() -> None:
-    async def scenario() -> list[float]:
+    """The pauses the poller asks for grow x1.5 per quiet poll up to the cap, and it really
+    pauses that long: gaps between queries are never shorter (load only lengthens them)."""
+
+    async def scenario() -> tuple[list[float], list[float]]:
         client = ScriptedClient({"1": "RUNNING"})
         poller = SharedPoller(client, min_interval=0.05, max_interval=0.4)
-        waiter = asyncio.create_task(_first_terminal(poller, "1", None))
-        await asyncio.sleep(0)
-        _start(poller)
-        await asyncio.sleep(1.5)
-        waiter.cancel()
-        return [t for t, _ in client.queries]
+        pauses: list[float] = []
+        real_pause = poller._pause
 
-    times = asyncio.run(scenario())
+        async def pause(interval: float) -> str | None:
+            pauses.append(interval)
+            return await real_pause(interval)
+
+        poller._pause = pause  # type: ignore[method-assign]
+        waiter = asyncio.create_task(_first_terminal(poller, "1", None))
+        await until(lambda: "1" in poller.watches)
+        _start(poller)
+        await until(lambda: len(client.queries) >= 9)
+        waiter.cancel()
+        poller._task.cancel()
+        return pauses, [t for t, _ in client.queries]
+
+    pauses, times = asyncio.run(scenario())
+    # The first poll is news (a first status): the minimum; then x1.5 per quiet poll, capped.
+    expected = [0.05]
+    while len(expected) < 8:
+        expected.append(min(expected[-1] * 1.5, 0.4))
+    assert pauses[:8] == pytest.approx(expected)
+    assert max(pauses) == pytest.approx(0.4)
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert gaps[1] > gaps[0] * 1.3  # x1.5 per quiet poll
-    assert max(gaps) < 0.4 + 0.1  # capped
-    assert len(times) < 1.5 / 0.05  # fewer polls than at the minimum interval
+    assert all(gap >= pause - 0.005 for gap, pause in zip(gaps, pauses, strict=False))
 
 
 def test_exit_file_makes_the_end_noticed_before_the_next_backed_off_poll(tmp_path: Path) -> None:
     exit_file = tmp_path / "job.exit"
 
-    async def scenario(probe: float | None) -> tuple[float, int]:
-        client = ScriptedClient({"7": "RUNNING"})
-        # Backed off far beyond the test's patience: only the probe can notice the end.
-        poller = SharedPoller(client, min_interval=5.0, max_interval=30.0, probe_interval=probe)
+    class Completing(ScriptedClient):
+        """SLURM shows the ended job COMPLETING for two polls, then COMPLETED."""
+
+        completing = 0
+
+        async def status(self, ids, exit_files):
+            got = await super().status(ids, exit_files)
+            if self.states["7"] == "COMPLETING":
+                self.completing += 1
+                if self.completing == 2:
+                    self.states["7"] = "COMPLETED"
+            return got
+
+    async def scenario(probe: float | None, patience: float) -> tuple[float, list[float]]:
+        client = Completing({"7": "RUNNING"})
+        # The next poll is a minute away: only the probe can notice the end before it.
+        poller = SharedPoller(client, min_interval=60.0, max_interval=60.0, probe_interval=probe)
         waiter = asyncio.create_task(_first_terminal(poller, "7", str(exit_file)))
-        await asyncio.sleep(0)
+        await until(lambda: "7" in poller.watches)
         _start(poller)
-        await asyncio.sleep(0.3)
+        await until(lambda: len(client.queries) == 1)
         # The batch script wrote its exit file; SLURM shows COMPLETING for a moment.
         exit_file.write_text("0\n")
         client.states["7"] = "COMPLETING"
         ended = time.monotonic()
-        loop = asyncio.get_running_loop()
-        loop.call_later(0.3, client.states.__setitem__, "7", "COMPLETED")
         try:
-            noticed = await asyncio.wait_for(waiter, timeout=3)
+            noticed = await asyncio.wait_for(waiter, timeout=patience)
         except asyncio.TimeoutError:
             noticed = float("inf")
         finally:
             poller._task.cancel()
-        return noticed - ended, len(client.queries)
+        return noticed - ended, [t for t, _ in client.queries]
 
-    delay, queries = asyncio.run(scenario(0.1))
-    assert delay < 1.0
-    assert queries <= 6  # the poll at once, then a few short ones while COMPLETING
+    delay, times = asyncio.run(scenario(0.1, patience=30))
+    assert delay < 30  # not the poll a minute later
+    # The first poll; then one at once, and short pauses (not the probe's pace) while
+    # SLURM still shows COMPLETING.
+    assert len(times) == 4
+    gaps = [b - a for a, b in zip(times[1:], times[2:], strict=False)]
+    assert all(gap >= ENDING_FIRST_DELAY - 0.005 for gap in gaps)
 
     exit_file.unlink()
-    delay, _ = asyncio.run(scenario(None))
-    assert delay == float("inf")  # without the probe, the backed-off poll is seconds away
+    delay, times = asyncio.run(scenario(None, patience=2))
+    assert delay == float("inf") and len(times) == 1  # without the probe: a minute away
 
 
 def test_a_new_job_is_polled_at_once() -> None:
     async def scenario() -> float:
         client = ScriptedClient({"1": "RUNNING", "2": "COMPLETED"})
-        poller = SharedPoller(client, min_interval=5.0, max_interval=5.0)
+        # The next poll is a minute away: only the new job's arrival can bring one sooner.
+        poller = SharedPoller(client, min_interval=60.0, max_interval=60.0)
         first = asyncio.create_task(_first_terminal(poller, "1", None))
-        await asyncio.sleep(0)
+        await until(lambda: "1" in poller.watches)
         _start(poller)
-        await asyncio.sleep(0.2)
+        await until(lambda: len(client.queries) == 1)
         added = time.monotonic()
-        noticed = await asyncio.wait_for(_first_terminal(poller, "2", None), timeout=2)
+        noticed = await asyncio.wait_for(_first_terminal(poller, "2", None), timeout=30)
         first.cancel()
         poller._task.cancel()
         return noticed - added
 
-    assert asyncio.run(scenario()) < 0.5
+    assert asyncio.run(scenario()) < 30

@@ -52,7 +52,10 @@ def test_the_watcher_shows_the_line_while_the_body_runs_and_its_final_state(tmp_
     out = io.StringIO()
     run_dir = tmp_path / "run"
     with watching(lambda: progress_line(run_dir, 2), ProgressPrinter(out), interval=0.05):
-        time.sleep(0.2)
+        deadline = time.monotonic() + 30
+        while not out.getvalue():  # the watcher's thread showed the line while the body runs
+            assert time.monotonic() < deadline, "no progress line while the body ran"
+            time.sleep(0.01)
         writer = ResultsWriter(results_file(run_dir, "b"))
         writer.append(ResultRecord("a", "finished", 0, 0.1, 1.0, 1.1, "b"))
         writer.append(ResultRecord("b", "finished", 4, 0.1, 1.0, 1.1, "b"))

@@ -91,11 +91,13 @@ def test_a_wait_whose_batch_already_ended_concludes_without_deferring(monkeypatc
 def test_a_wait_whose_batch_still_runs_defers_with_its_trigger_holding(monkeypatch, tmp_path):
     client = Client("RUNNING", Outcome.RUNNING)
     sensor, context = _wait(monkeypatch, tmp_path, client, ended=False)
+    before = time.time()
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context)
+    after = time.time()
     assert client.calls == []  # no exit file: not even a status query
     trigger = deferred.value.trigger
-    assert abs(trigger.not_before - (time.time() + RESUME_HOLD_S)) < 2
+    assert before + RESUME_HOLD_S <= trigger.not_before <= after + RESUME_HOLD_S
     assert trigger.serialize()[1]["not_before"] == trigger.not_before
     # An exit file but a status not yet final (the controller still completing it): defer.
     sensor, context = _wait(monkeypatch, tmp_path, client)
@@ -114,18 +116,25 @@ def test_over_ssh_a_wait_never_checks_before_deferring(monkeypatch, tmp_path):
     assert client.calls == []
 
 
-@pytest.mark.parametrize("in_triggerer", [True, False])
-def test_a_trigger_holds_its_event_only_in_a_triggerer(in_triggerer):
-    trigger = SimpleNamespace(task_instance=object() if in_triggerer else None)
+def test_a_trigger_in_a_triggerer_holds_its_event_until_the_time_given():
+    trigger = SimpleNamespace(task_instance=object())
+    until = time.time() + 0.3
+    slept = asyncio.run(hold(trigger, until))
+    # Not a moment early, however late it got to hold (so no lower bound on `slept`).
+    assert time.time() >= until - 0.01
+    assert slept <= 0.3
+
+
+def test_a_trigger_outside_a_triggerer_never_holds():
+    """dag.test() runs triggers without a task instance: no scheduler, no race."""
+    trigger = SimpleNamespace(task_instance=None)
     started = time.monotonic()
-    slept = asyncio.run(hold(trigger, time.time() + 0.3))
-    took = time.monotonic() - started
-    if in_triggerer:
-        assert 0.2 < slept <= 0.3 and took >= 0.25
-    else:  # dag.test() runs triggers without a task instance: no scheduler, no race
-        assert slept == 0 and took < 0.1
-    assert asyncio.run(hold(trigger, None)) == 0
-    assert asyncio.run(hold(trigger, time.time() - 1)) == 0
+    assert asyncio.run(hold(trigger, time.time() + 60)) == 0
+    assert time.monotonic() - started < 30  # a hold would have lasted the minute
+    in_triggerer = SimpleNamespace(task_instance=object())
+    for holder in (trigger, in_triggerer):
+        assert asyncio.run(hold(holder, None)) == 0
+        assert asyncio.run(hold(holder, time.time() - 1)) == 0
 
 
 def test_the_queue_slot_trigger_keeps_its_hold_across_serialization():
@@ -163,9 +172,7 @@ def test_preloading_imports_what_a_task_imports():
         assert name in sys.modules
 
 
-def test_a_status_query_that_fails_before_deferring_leaves_it_to_the_trigger(
-    monkeypatch, tmp_path
-):
+def test_a_status_query_that_fails_before_deferring_leaves_it_to_the_trigger(monkeypatch, tmp_path):
     from airflow_jobforge.errors import SlurmError
 
     class Down(Client):

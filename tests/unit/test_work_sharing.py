@@ -166,11 +166,13 @@ def test_claim_lines_of_a_remote_reader_parse_with_a_missing_claim_file_as_none(
 
 
 def test_claimed_away_maps_the_jobs_of_chunks_other_batches_claimed_and_not_own_claims():
-    names = [f"j{i}" for i in range(5)]  # chunks of 2: (j0 j1) (j2 j3) (j4)
+    places = [(f"j{i}", i) for i in range(5)]  # chunks of 2: (j0 j1) (j2 j3) (j4)
     other = Claim(batch=A, hpc_job_id="1")
     claims = {0: Claim(batch=B), 1: None, 2: other}
-    assert claimed_away(claims, B, 2, names) == {"j2": None, "j3": None, "j4": other}
-    assert claimed_away({}, B, 2, names) == {}
+    assert claimed_away(claims, B, 2, places) == {"j2": None, "j3": None, "j4": other}
+    assert claimed_away({}, B, 2, places) == {}
+    # a retry of j3 and j4 alone counts them by their planned places
+    assert claimed_away(claims, B, 2, [("j3", 3), ("j4", 4)]) == {"j3": None, "j4": other}
 
 
 def test_records_of_a_job_run_by_another_batch_go_to_a_file_of_the_owners(tmp_path):
@@ -236,9 +238,12 @@ def test_a_group_with_work_sharing_plans_batches_that_share_with_its_name_and_cl
     ]
 
 
-def test_work_sharing_is_off_by_default():
+def test_work_sharing_is_on_by_default_and_a_group_option_turns_it_off():
     cfg = sharing_config()
-    assert cfg.group("g").batching.work_sharing is False
+    assert cfg.group("g").batching.work_sharing is True
+    plan = plan_batches(cfg)
+    assert all(batch_spec(cfg, plan, b).share for b in plan.batches)
+    cfg = sharing_config(work_sharing=False)
     plan = plan_batches(cfg)
     assert not any(batch_spec(cfg, plan, b).share for b in plan.batches)
 
