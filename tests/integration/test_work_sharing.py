@@ -19,6 +19,7 @@ from airflow_jobforge.config import SlurmParams
 from airflow_jobforge.rundir import collect_results, read_records
 from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.rundir.claims import read_claims
+from airflow_jobforge.rundir.events import read_events
 from airflow_jobforge.slurm.script import SubmitRequest
 
 from .airflow_helpers import run
@@ -182,3 +183,88 @@ def test_a_batch_killed_while_running_another_batchs_jobs_loses_nothing(cluster,
     ran_by_owner = [r for r in records if r.batch == "k-0001" and r.ran_in is None]
     assert {r.name for r in ran_by_owner} == {"long0", "long1"}
     assert all(r.succeeded for r in ran_by_owner)
+
+
+def group_config(path: Path, jobs: list[dict], group: dict) -> Path:
+    path.write_text(json.dumps({"jobs": jobs, "submission_groups": [group]}))
+    return path
+
+
+def slurm_jobs(run_dir: Path) -> dict[str, str]:
+    """SLURM job id -> state of every job the run submitted (sacct, by the run's job ids in
+    its records and events)."""
+    ids = {e.hpc_job_id for e in read_events(run_dir) if e.hpc_job_id}
+    ids |= {r.hpc_job_id for r in every_record(run_dir) if r.hpc_job_id}
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(sorted(ids))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    states = (line.split("|", 1) for line in out.splitlines() if line.strip())
+    return {job_id: state.split()[0] for job_id, state in states}  # 'CANCELLED by 0'
+
+
+@pytest.mark.slow
+def test_a_batch_whose_walltime_is_too_short_stops_in_time_and_is_continued(cluster, tmp_path):
+    """Ten 12 s jobs, two at a time, no estimates, a 1-minute walltime: four rounds fit (the
+    runner guesses by the longest job it ran), the fifth would end past the walltime less
+    the 5 s margin. The wait continues the two jobs left; all ten succeed, nothing times out."""
+    out = shared_dir(cluster)
+    config = group_config(
+        tmp_path / "short-walltime.json",
+        [{"name": f"w{i}", "command": "sleep 12; echo done"} for i in range(10)],
+        {
+            "name": "short",
+            "slurm": {"walltime": "1"},
+            "batching": {"per_node_batch_size": 10, "num_processes": 2},
+            "monitor": {"interval_s": 0},
+        },
+    )
+
+    state, summary, run_dir = run(str(config), backend="slurm", output=str(out), poll_interval=1)
+
+    assert state == "success", summary
+    assert str(summary) == "10 jobs: 10 successful, 0 failed, 0 canceled, 0 missing"
+    events = read_events(run_dir)
+    (left,) = [e for e in events if e.type == "jobs_left"]
+    (continued,) = [e for e in events if e.type == "batch_continued"]
+    assert left.data["jobs"] == continued.data["jobs"] and 1 <= len(left.data["jobs"]) <= 4
+    records = collect_results(run_dir)
+    first, second = left.hpc_job_id, continued.hpc_job_id
+    assert {records[n].hpc_job_id for n in continued.data["jobs"]} == {second}
+    assert {r.hpc_job_id for n, r in records.items() if n not in left.data["jobs"]} == {first}
+    states = slurm_jobs(run_dir)
+    assert states == {first: "COMPLETED", second: "COMPLETED"}, "no TIMEOUT, no other job"
+    assert Counter(r.name for r in every_record(run_dir)).most_common(1)[0][1] == 1
+
+
+@pytest.mark.slow
+def test_pending_batches_whose_work_ran_elsewhere_are_canceled_and_their_waits_succeed(
+    cluster, tmp_path
+):
+    """Three batches that each want the whole node (--exclusive): one runs, takes the other
+    two's jobs while they wait in the queue, and cancels them as surplus; never a running one."""
+    out = shared_dir(cluster)
+    config = group_config(
+        tmp_path / "surplus.json",
+        [{"name": f"p{i:02d}", "command": "sleep 2"} for i in range(12)],
+        {
+            "name": "surplus",
+            "slurm": {"walltime": "5", "partition": "debug", "extra": ["--exclusive"]},
+            "batching": {"per_node_batch_size": 4, "num_processes": 2},
+            "monitor": {"interval_s": 0},
+        },
+    )
+
+    state, summary, run_dir = run(str(config), backend="slurm", output=str(out), poll_interval=1)
+
+    assert state == "success", summary
+    assert str(summary) == "12 jobs: 12 successful, 0 failed, 0 canceled, 0 missing"
+    surplus = [e for e in read_events(run_dir) if e.type == "batch_surplus_cancelled"]
+    assert len(surplus) == 2
+    states = slurm_jobs(run_dir)
+    assert sorted(states.values()) == ["CANCELLED", "CANCELLED", "COMPLETED"], states
+    assert {e.hpc_job_id for e in surplus} == {i for i, s in states.items() if s == "CANCELLED"}
+    records = every_record(run_dir)
+    assert len(records) == 12 and len({r.hpc_job_id for r in records}) == 1
