@@ -3,10 +3,11 @@
 # and the two images, bring the stack up, trigger the stack's DAG (jobforge_docker) through
 # Airflow's REST API, wait for the run, check the run's state and every job's result record
 # (finished, return code 0; the sims batches on both compute nodes), check the published
-# port, tear everything down (volumes too). Prints the time of every phase.
+# port, tear everything down (volumes too), and stop the dockerd it started (a dockerd that
+# was running before stays up), passed or failed. Prints the time of every phase.
 #
 #   docker/test.sh            # as root
-#   KEEP=1 docker/test.sh     # leave the stack up afterwards (docker/README.md: how to look)
+#   KEEP=1 docker/test.sh     # leave the stack (and dockerd) up afterwards (docker/README.md)
 #
 # The api-server is published on 127.0.0.1:$JOBFORGE_DOCKER_PORT (8080; 18080 when 8080 is
 # taken here, e.g. by scripts/airflow/start.sh's deployment). The test itself talks to the API
@@ -41,24 +42,74 @@ phase() {  # phase NAME: close the current phase under NAME
   t_phase=$now
 }
 report() { log "timings: ${TIMES[*]} total=$(($(date +%s) - t_start))s"; }
+
+# The dockerd processes running before this script: ensure_daemon starts one only if none
+# answers, and only one this script started is stopped at its end.
+DOCKERD_BEFORE=" $(pgrep -x dockerd | tr '\n' ' ' || true) "
+own_dockerd() {  # the pids of dockerd processes that were not running when this script began
+  local pid
+  for pid in $(pgrep -x dockerd || true); do
+    [[ $DOCKERD_BEFORE == *" $pid "* ]] || ! alive "$pid" || echo "$pid"
+  done
+}
+alive() {  # alive PID: running, not a zombie (dockerd's parent, setsid's subshell, is gone)
+  local stat
+  stat=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $stat != Z* ]]
+}
+unset DOCKERD_OURS  # set once ensure_daemon has answered: the dockerd it started, if any
+stop_own_dockerd() {
+  local pids pid children deadline
+  # Before the daemon answered (ensure_daemon failed), whatever dockerd appeared since.
+  pids=${DOCKERD_OURS-$(own_dockerd || true)}
+  [[ -n $pids ]] || return 0
+  if [[ ${KEEP:-0} == 1 ]]; then
+    log "KEEP=1: the dockerd this test started stays up (pid ${pids//$'\n'/ })"
+    return 0
+  fi
+  for pid in $pids; do
+    children=$(pgrep -P "$pid" -x containerd || true)  # its own containerd, if it runs one
+    log "stopping the dockerd this test started (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + 60))
+    while alive "$pid"; do
+      if ((SECONDS >= deadline)); then
+        log "dockerd $pid still up after 60 s: SIGKILL"
+        # shellcheck disable=SC2086  # pids, one per word
+        kill -9 "$pid" $children 2>/dev/null || true
+        break
+      fi
+      sleep 0.5
+    done
+  done
+}
+STACK=0  # 1 once the stack may be up: the end takes it down
 teardown() {
   local rc=$?
-  if ((rc)); then
-    log "FAILED: the last lines of every container's log"
-    compose logs --no-color --tail=40 >&2 || true
+  if ((STACK)); then
+    if ((rc)); then
+      log "FAILED: the last lines of every container's log"
+      compose logs --no-color --tail=40 >&2 || true
+    fi
+    if [[ ${KEEP:-0} == 1 ]]; then
+      log "KEEP=1: the stack stays up (docker-compose -f $DOCKER_DIR/docker-compose.yml down -v)"
+    else
+      compose down -v --remove-orphans >/dev/null 2>&1 || true
+      ((rc)) || phase down
+    fi
   fi
-  if [[ ${KEEP:-0} == 1 ]]; then
-    log "KEEP=1: the stack stays up (docker-compose -f $DOCKER_DIR/docker-compose.yml down -v)"
-  else
-    compose down -v --remove-orphans >/dev/null 2>&1 || true
-    ((rc)) || phase down
-  fi
+  stop_own_dockerd
   report
   exit "$rc"
 }
+# From the first step on: a dockerd started for a build that then failed is stopped too.
+trap teardown EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 ensure_tools
 ensure_daemon
+DOCKERD_OURS=$(own_dockerd || true)
 phase daemon
 "$DOCKER_DIR/build-base.sh"
 phase base
@@ -66,7 +117,7 @@ stage_ca_certs
 compose build -q --force-rm
 phase build
 
-trap teardown EXIT
+STACK=1
 compose down -v --remove-orphans >/dev/null 2>&1 || true
 compose up -d
 log "waiting for Airflow in the airflow container (scripts/airflow/start.sh's readiness wait)"

@@ -32,7 +32,7 @@ from airflow_jobforge.rundir import (
     tail_file,
     unwritable_reason,
 )
-from airflow_jobforge.rundir.claims import SHARED_MARK, Claim, read_claims
+from airflow_jobforge.rundir.claims import SHARED_MARK, Claim, read_claims, try_claim
 from airflow_jobforge.slurm.client import TAIL_MAX_BYTES, QueuedJob, SubmittedJob
 from airflow_jobforge.slurm.parse import parse_exit_text
 from airflow_jobforge.slurm.script import (
@@ -196,6 +196,13 @@ class LocalClient:
     def read_claims(self, output_dir: str, batch: str) -> dict[int, Claim | None]:
         return read_claims(output_dir, batch)
 
+    def claim_chunks(
+        self, output_dir: str, batch: str, chunks: Iterable[int], claim: Claim
+    ) -> dict[int, Claim | None]:
+        for chunk in chunks:
+            try_claim(output_dir, batch, chunk, claim)
+        return read_claims(output_dir, batch)
+
     def usage(self, job_ids: Iterable[str]) -> dict[str, BatchUsage]:
         """No accounting here: a local batch's use is what the resource monitor sampled."""
         return {}
@@ -281,6 +288,11 @@ class AsyncLocalClient:
 
     async def read_claims(self, output_dir: str, batch: str) -> dict[int, Claim | None]:
         return self._sync.read_claims(output_dir, batch)
+
+    async def claim_chunks(
+        self, output_dir: str, batch: str, chunks: Iterable[int], claim: Claim
+    ) -> dict[int, Claim | None]:
+        return self._sync.claim_chunks(output_dir, batch, chunks, claim)
 
     async def read_results(
         self, output_dir: str, batch: str | None = None

@@ -130,6 +130,7 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
     def execute(self, context: Any) -> SubmittedData:
         self._task_key = task_key(context)
         self._client = client = self.hook.get_client()
+        request: SubmitRequest | None = None
         try:
             request = self.build_request(context, client)
             job = self._adopt(client, request, context)
@@ -156,7 +157,9 @@ class SlurmSubmitOperator(ClusterMixin, BaseOperator):
                 self.log,
             )
         except SlurmError as exc:
-            if is_rejection(exc):  # an invalid partition stays invalid: fail, do not retry
+            # An invalid partition stays invalid: fail, do not retry. (An error while the
+            # request is built, e.g. reading records for `rerun_of`, is the cluster's.)
+            if request is not None and is_rejection(exc):
                 raise AirflowFailException(
                     f"SLURM rejected batch {request.batch.batch}: {exc}"
                 ) from exc

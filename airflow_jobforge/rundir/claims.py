@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,12 +55,21 @@ def claims_dir(run_dir: str | os.PathLike[str], batch: str) -> Path:
     return Path(run_dir) / CLAIMS_DIR / batch
 
 
+def chunk_name(chunk: int) -> str:
+    return f"{chunk:06d}"
+
+
 def chunk_dir(run_dir: str | os.PathLike[str], batch: str, chunk: int) -> Path:
-    return claims_dir(run_dir, batch) / f"{chunk:06d}"
+    return claims_dir(run_dir, batch) / chunk_name(chunk)
 
 
 def chunk_count(jobs: int, chunk_size: int) -> int:
     return -(-jobs // max(1, chunk_size))
+
+
+def claim_json(claim: Claim) -> str:
+    """What `by.json` holds: the claim, stamped now unless it says when."""
+    return json.dumps({**asdict(claim), "t": claim.t or time.time()})
 
 
 def try_claim(run_dir: str | os.PathLike[str], batch: str, chunk: int, claim: Claim) -> bool:
@@ -72,7 +81,7 @@ def try_claim(run_dir: str | os.PathLike[str], batch: str, chunk: int, claim: Cl
     except FileExistsError:
         return False
     tmp = path / f".{CLAIM_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps({**asdict(claim), "t": claim.t or time.time()}), encoding="utf-8")
+    tmp.write_text(claim_json(claim), encoding="utf-8")
     tmp.replace(path / CLAIM_FILE)
     return True
 
@@ -80,6 +89,14 @@ def try_claim(run_dir: str | os.PathLike[str], batch: str, chunk: int, claim: Cl
 def chunk_places(spec: BatchSpec) -> list[tuple[str, int]]:
     """(job, place in the planned batch) for each job of the spec."""
     return [(job.name, job.place(i)) for i, job in enumerate(spec.jobs)]
+
+
+def chunks_without_records(
+    places: Iterable[tuple[str, int]], chunk_size: int, recorded: Container[str]
+) -> list[int]:
+    """The chunks holding a job (name, place) that has no record yet."""
+    size = max(1, chunk_size)
+    return sorted({place // size for name, place in places if name not in recorded})
 
 
 def is_claimed(run_dir: str | os.PathLike[str], batch: str, chunk: int) -> bool:

@@ -73,7 +73,11 @@ from airflow_jobforge.slurm.request import (
 )
 from airflow_jobforge.slurm.resources import RESOURCE_STATES, raised_limits
 from airflow_jobforge.slurm.script import JOB_NAME_PREFIX, SubmitRequest
-from airflow_jobforge.slurm.sharing import claimed_and_running, taken_by_others
+from airflow_jobforge.slurm.sharing import (
+    claimed_and_running,
+    secure_unrecorded,
+    taken_by_others,
+)
 from airflow_jobforge.slurm.states import JobStatus, Outcome, normalize_state
 from airflow_jobforge.slurm.tags import submit_tag
 from airflow_jobforge.triggers.resume import not_before
@@ -269,6 +273,8 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
         batch whose nodes keep failing is not resubmitted for ever. Its jobs without a result
         record get one first, so that the result tasks lose none."""
         if resubmits >= self.max_resubmits:
+            if previous["request"]["batch"].get("share"):
+                self._await_other_batches(client, previous, Conclusion())
             self._complete_records(client, previous, status)
             raise AirflowFailException(
                 f"batch {batch} ended {status.state} after {resubmits} "
@@ -704,14 +710,17 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
     ) -> None:
         """A batch that shares work may end while other batches still run jobs they took
         from it: the wait looks again later instead of recording them missing. A claimer
-        that has ended leaves them to the completion below (its runner recorded them)."""
+        that has ended leaves them to the completion below (its runner recorded them). The
+        chunks of its jobs without a record that nobody claimed are claimed first, for the
+        batch: no other batch starts them once the completion records them."""
         request = request_from_dict(job["request"])
         try:
             if conclusion.event_written:
                 records = dict(conclusion.records)
             else:
                 records = client.read_results(request.output_dir, request.batch.batch)
-            running = claimed_and_running(client, request, records)
+            away = secure_unrecorded(client, request, records, job["job_id"])
+            running = claimed_and_running(client, away, records)
         except (SlurmError, JobForgeError) as exc:  # the completion decides without them
             self.log.warning("jobs taken by other batches not checked: %s", exc)
             return

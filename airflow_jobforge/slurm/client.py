@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from airflow_jobforge.errors import SlurmError
 from airflow_jobforge.rundir import ResultRecord, latest_records, parse_record_lines
-from airflow_jobforge.rundir.claims import Claim, parse_claim_lines
+from airflow_jobforge.rundir.claims import Claim, chunk_name, claim_json, parse_claim_lines
 from airflow_jobforge.slurm.nodelist import expand_hostlist
 from airflow_jobforge.slurm.parse import (
     ACCOUNTING_DISABLED,
@@ -396,11 +396,17 @@ _CAT_BATCH = (
     "exit 0"
 )
 # Who claimed which chunk of a batch (rundir.claims): `<chunk> <by.json>` per line.
-_CAT_CLAIMS = (
-    'cd -- "$1/claims/$2" 2>/dev/null || exit 0; '
+_LIST_CLAIMS = (
     'for c in [0-9]*; do [ -d "$c" ] || continue; '
     'printf "%s %s\\n" "$c" "$(cat -- "$c/by.json" 2>/dev/null)"; done; exit 0'
 )
+_CAT_CLAIMS = 'cd -- "$1/claims/$2" 2>/dev/null || exit 0; ' + _LIST_CLAIMS
+# Claims the chunks named after the claim's JSON (an mkdir each, as a runner's), then lists.
+_CLAIM_CHUNKS = (
+    'd="$1/claims/$2"; by=$3; shift 3; mkdir -p -- "$d" && cd -- "$d" || exit 1; '
+    'for c in "$@"; do mkdir -- "$c" 2>/dev/null || continue; '
+    'printf "%s" "$by" > "$c/.by.json.$$" && mv -f -- "$c/.by.json.$$" "$c/by.json"; done; '
+) + _LIST_CLAIMS
 
 
 def read_results_steps(output_dir: str, batch: str | None = None) -> Steps[dict[str, ResultRecord]]:
@@ -416,6 +422,15 @@ def read_results_steps(output_dir: str, batch: str | None = None) -> Steps[dict[
 
 def read_claims_steps(output_dir: str, batch: str) -> Steps[dict[int, Claim | None]]:
     result = yield Command(("sh", "-c", _CAT_CLAIMS, "sh", output_dir, check_tag(batch)))
+    return parse_claim_lines(result.check().stdout.splitlines())
+
+
+def claim_chunks_steps(
+    output_dir: str, batch: str, chunks: Iterable[int], claim: Claim
+) -> Steps[dict[int, Claim | None]]:
+    names = [chunk_name(c) for c in chunks]
+    script = ("sh", "-c", _CLAIM_CHUNKS, "sh", output_dir, check_tag(batch), claim_json(claim))
+    result = yield Command((*script, *names))
     return parse_claim_lines(result.check().stdout.splitlines())
 
 
@@ -612,6 +627,12 @@ class SlurmClient:
     def read_claims(self, output_dir: str, batch: str) -> dict[int, Claim | None]:
         return self._drive(lambda: read_claims_steps(output_dir, batch))
 
+    def claim_chunks(
+        self, output_dir: str, batch: str, chunks: Iterable[int], claim: Claim
+    ) -> dict[int, Claim | None]:
+        wanted = list(chunks)
+        return self._drive(lambda: claim_chunks_steps(output_dir, batch, wanted, claim))
+
     def append_text(self, path: str, text: str) -> None:
         self._drive(lambda: append_steps(path, text))
 
@@ -700,6 +721,12 @@ class AsyncSlurmClient:
 
     async def read_claims(self, output_dir: str, batch: str) -> dict[int, Claim | None]:
         return await self._drive(lambda: read_claims_steps(output_dir, batch))
+
+    async def claim_chunks(
+        self, output_dir: str, batch: str, chunks: Iterable[int], claim: Claim
+    ) -> dict[int, Claim | None]:
+        wanted = list(chunks)
+        return await self._drive(lambda: claim_chunks_steps(output_dir, batch, wanted, claim))
 
     async def append_text(self, path: str, text: str) -> None:
         await self._drive(lambda: append_steps(path, text))

@@ -17,7 +17,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_jobforge.hooks.slurm import ClusterSettings, SlurmHook
-from airflow_jobforge.rundir.claims import claimed_away
+from airflow_jobforge.rundir import ResultRecord
+from airflow_jobforge.rundir.claims import Claim, chunks_without_records, claimed_away
 from airflow_jobforge.rundir.completion import completion_file, record_lines, unrecorded
 from airflow_jobforge.rundir.conclusion import TAIL_LINES, Conclusion, job_tail_paths
 from airflow_jobforge.rundir.events import (
@@ -29,6 +30,7 @@ from airflow_jobforge.rundir.events import (
 from airflow_jobforge.slurm.client import GRACE_S
 from airflow_jobforge.slurm.protocol import AsyncBatchClient
 from airflow_jobforge.slurm.request import SubmittedData, job_names_of, job_places_of, slim_job
+from airflow_jobforge.slurm.sharing import AIRFLOW_SIDE
 from airflow_jobforge.slurm.states import JobStatus, batch_ended_event
 from airflow_jobforge.triggers.poller import SharedPoller
 from airflow_jobforge.triggers.resume import hold
@@ -255,10 +257,7 @@ class SlurmJobTrigger(BaseTrigger):
             records = await client.read_results(run_dir, batch)
             names = job_names_of(spec)
             if spec.get("share"):  # what other batches took is theirs to record
-                claims = await client.read_claims(run_dir, batch)
-                chunk = int(spec.get("claim_chunk") or 1)
-                away = claimed_away(claims, batch, chunk, job_places_of(spec))
-                names = [n for n in names if n not in away]
+                names = await self._secure(client, run_dir, spec, records)
             late = unrecorded(
                 names,
                 records,
@@ -280,6 +279,26 @@ class SlurmJobTrigger(BaseTrigger):
             )
         except Exception as exc:  # the cancellation itself stands
             self.log.warning("SLURM job %s: cancel not recorded: %s", self.job_id, exc)
+
+    async def _secure(
+        self,
+        client: AsyncBatchClient,
+        run_dir: str,
+        spec: dict[str, Any],
+        records: dict[str, ResultRecord],
+    ) -> list[str]:
+        """The jobs of a sharing batch this cancel records: first the chunks of its jobs
+        without a record that nobody claimed are claimed for the batch (slurm.sharing's
+        `secure_unrecorded`, asynchronously), so no other batch starts one of them later;
+        what other batches hold is theirs to run and record."""
+        batch = spec["batch"]
+        places = job_places_of(spec)
+        size = int(spec.get("claim_chunk") or 1)
+        chunks = chunks_without_records(places, size, records)
+        claim = Claim(batch, self.job_id, AIRFLOW_SIDE)
+        claims = await client.claim_chunks(run_dir, batch, chunks, claim)
+        away = claimed_away(claims, batch, size, places)
+        return [name for name, _ in places if name not in away]
 
     async def _still_deferred(self) -> bool:
         """Whether the task instance still waits in the deferred state (no user action).

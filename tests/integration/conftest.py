@@ -34,6 +34,24 @@ STATE_DIR = Path(os.environ.get("JOBFORGE_SLURM_STATE", "/var/lib/jobforge-slurm
 SSH_CONN_ID = "jobforge_it_ssh"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "runs_last: runs after every other test of the session (it restarts the cluster's "
+        "daemons: tests/integration/conftest.py)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `runs_last` run after all others, in their own order, whatever their file
+    is called: they restart the cluster's daemons (without accounting, and the controller
+    cold, so that it forgets every job it knew). Their fixture brings accounting back, but no
+    test should have to run amid, or rely on what the controller knew before, such a restart."""
+    last = [item for item in items if item.get_closest_marker("runs_last")]
+    if last:
+        items[:] = [item for item in items if not item.get_closest_marker("runs_last")] + last
+
+
 def unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"the SLURM cluster is required under CI=true: {reason}")

@@ -220,6 +220,7 @@ def kill_a_node_when_all_run(
         seen.job_id, name = by_node[seen.node]
         seen.batch = name.split(".")[1]
         seen.others = {i: n for i, (_, _, n) in running.items() if i != seen.job_id}
+        deadline = time.monotonic() + 60
         while arrived(point) < 2 * batches:  # the jobs have started on their nodes
             assert time.monotonic() < deadline, f"jobs never all started: {arrived(point)}"
             time.sleep(0.2)

@@ -106,3 +106,29 @@ def test_any_other_jobforge_error_while_selecting_fails_for_good():
     bad = JobForgeError("results of run-1 cannot be read as records")
     with pytest.raises(AirflowFailException, match="cannot be read as records"):
         results_task().selection(rerun_context(), "/o", Records(bad))
+
+
+def test_a_cluster_error_while_the_submit_builds_its_request_is_retried(monkeypatch):
+    """The submit reads the earlier run's records while it builds its request: an error
+    there that looks like SLURM refusing (a command that ran and failed) is not a rejection
+    of the batch, and there is no request to name yet."""
+    from airflow_jobforge.operators.submit import SlurmSubmitOperator
+
+    task = SlurmSubmitOperator(
+        task_id="submit_0000",
+        batch={"batch": "g-0000", "jobs": [{"name": "a", "command": "true"}]},
+        slurm={"walltime": "5"},
+        output_dir="/o",
+        cluster={"backend": "slurm"},
+    )
+    client = Records({})
+    monkeypatch.setattr(SlurmHook, "get_client", lambda self: client)
+    refused = SlurmError("cat: /o/results: Permission denied")
+
+    def build_request(context, client):
+        raise refused
+
+    monkeypatch.setattr(task, "build_request", build_request)
+    with pytest.raises(SlurmError) as raised:
+        task.execute({"ti": None})
+    assert raised.value is refused and client.closed

@@ -38,7 +38,12 @@ from airflow_jobforge.rundir.claims import (
 )
 from airflow_jobforge.slurm.client import SlurmClient
 from airflow_jobforge.slurm.script import SubmitRequest, sbatch_job
-from airflow_jobforge.slurm.sharing import BEING_WRITTEN, claimed_and_running, taken_by_others
+from airflow_jobforge.slurm.sharing import (
+    BEING_WRITTEN,
+    claimed_and_running,
+    secure_unrecorded,
+    taken_by_others,
+)
 from airflow_jobforge.slurm.states import JobStatus, Outcome
 from airflow_jobforge.slurm.transport import CommandResult, LocalTransport
 
@@ -538,9 +543,17 @@ class FakeClient:
         self.live = live
         self.asked: list[list[str]] = []
 
+        self.claimed: list[list[int]] = []
+
     def read_claims(self, output_dir: str, batch: str) -> dict[int, Claim | None]:
         assert batch == B
         return self.claims
+
+    def claim_chunks(self, output_dir: str, batch: str, chunks, claim: Claim):
+        self.claimed.append(list(chunks))
+        for chunk in chunks:
+            self.claims.setdefault(chunk, claim)
+        return self.read_claims(output_dir, batch)
 
     def status(self, job_ids, exit_files=None) -> dict[str, JobStatus]:
         ids = list(job_ids)
@@ -574,7 +587,10 @@ def test_jobs_claimed_by_a_batch_still_in_the_queue_and_without_a_record_are_awa
         },
         live={"11"},
     )
-    got = claimed_and_running(client, req, {"j2": record("j2")})  # type: ignore[arg-type]
+    records = {"j2": record("j2")}
+    away = secure_unrecorded(client, req, records, "13")  # type: ignore[arg-type]
+    assert client.claimed == [[0, 1, 3, 4, 5]]  # tried; every one has its claimer already
+    got = claimed_and_running(client, away, records)  # type: ignore[arg-type]
     assert got == {"j0": A, "j3": BEING_WRITTEN}
     assert client.asked == [["11", "12"]]
 
@@ -585,11 +601,41 @@ def test_nothing_is_asked_of_the_queue_when_no_job_is_taken_or_the_batch_does_no
     req = SubmitRequest(
         tag="t", batch=spec(B, jobs("j", 1)), slurm=SlurmParams(), output_dir="/run"
     )
-    assert claimed_and_running(done, req, {"j0": record("j0")}) == {}  # type: ignore[arg-type]
-    assert done.asked == []
+    records = {"j0": record("j0")}
+    away = secure_unrecorded(done, req, records, "13")  # type: ignore[arg-type]
+    assert claimed_and_running(done, away, records) == {}  # type: ignore[arg-type]
+    assert done.asked == [] and done.claimed == []  # all recorded: only read, nothing claimed
     alone = SubmitRequest(
         tag="t", batch=spec(B, jobs("j", 1), share=False), slurm=SlurmParams(), output_dir="/r"
     )
     assert taken_by_others(done, alone) == {}  # type: ignore[arg-type]
-    assert claimed_and_running(done, alone, {}) == {}  # type: ignore[arg-type]
-    assert done.asked == []
+    assert secure_unrecorded(done, alone, {}, "13") == {}  # type: ignore[arg-type]
+    assert done.asked == [] and done.claimed == []
+
+
+def test_before_the_wait_records_unrecorded_jobs_it_claims_their_chunks_for_the_batch():
+    req = SubmitRequest(
+        tag="t", batch=spec(B, jobs("j", 6), chunk=2), slurm=SlurmParams(), output_dir="/run"
+    )
+    client = FakeClient({1: Claim(A, hpc_job_id="11")}, live=set())
+    records = {"j0": record("j0"), "j1": record("j1"), "j4": record("j4")}
+    away = secure_unrecorded(client, req, records, "13")  # type: ignore[arg-type]
+    assert client.claimed == [[1, 2]]  # j2/j3's chunk and j5's; not the recorded j0/j1's
+    assert client.claims[2] == Claim(B, "13", "airflow")
+    assert away == {"j2": Claim(A, hpc_job_id="11"), "j3": Claim(A, hpc_job_id="11")}
+
+
+def test_a_chunk_the_wait_claimed_for_a_batch_is_not_taken_by_another_runner(shared_run, tmp_path):
+    b = spec(B, jobs("b", 3))
+    c = spec("g-0002", jobs("c", 1))
+    publish(shared_run, c)
+    for client in (LocalClient(tmp_path / "state"), SlurmClient(LocalTransport())):
+        claims = client.claim_chunks(str(shared_run), "g-0002", [0], Claim("g-0002", "5", "x"))
+        assert claims[0] == Claim("g-0002", "5", "x", claims[0].t)
+    claims = SlurmClient(LocalTransport()).claim_chunks(
+        str(shared_run), B, [0, 9], Claim(B, "6", "airflow")
+    )
+    assert claims[0].batch == A and claims[9] is None  # held already: unchanged
+    assert run(shared_run, spec("g-0003", jobs("d", 1))) == 0  # a runner with room
+    assert {r.name for r in all_records(shared_run)} == {"a0", "a1", "b0", "b1", "b2", "d0"}
+    assert b.batch == B
