@@ -114,6 +114,18 @@ def _without_request(job: SubmittedData) -> dict[str, Any]:
     return {k: v for k, v in job.items() if k != "request"}
 
 
+def _others_may_hold_jobs(job: SubmittedData, conclusion: Conclusion) -> bool:
+    """Whether the wait must look at a sharing batch's claims: some job has no record (in the
+    records the trigger brought, or none were brought). A batch whose every job has its
+    record, wherever it ran, costs no login (over SSH, one login per batch counts)."""
+    batch = job["request"]["batch"]
+    if not batch.get("share"):
+        return False
+    if not conclusion.event_written:
+        return True
+    return bool(_unrecorded_names(batch, conclusion.records))
+
+
 def _ran_elsewhere(job: SubmittedData, records: dict[str, ResultRecord] | None) -> int:
     """How many jobs the batch has when every one of them ran in (and was recorded by)
     another batch of its group; 0 otherwise. A pending batch whose work was all taken is
@@ -678,7 +690,7 @@ class SlurmJobSensor(ClusterMixin, BaseSensorOperator):
             self.log.info(summary)
             retryable = status.outcome is Outcome.RETRYABLE
             if not retryable:
-                if job["request"]["batch"].get("share"):  # no login for the others' sake
+                if _others_may_hold_jobs(job, conclusion):  # else no login for their sake
                     client = client or self.hook.get_client()
                     self._await_other_batches(client, job, conclusion)
                 records = self._complete_records(client, job, status, conclusion)

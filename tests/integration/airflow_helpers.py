@@ -64,3 +64,20 @@ def clear_and_resume(dag: Any, task_ids: list[str]) -> str:
             for ti in schedulable:
                 _run_task(ti=ti, task=dag.task_dict[ti.task_id], run_triggerer=True)
         return str(dr.state)
+
+
+def backend_options(kind: str, cluster) -> dict:
+    """`run`'s options for a backend: local, the SLURM CLI, or SSH to the loopback sshd (as
+    its test user, with the repo copied where that user can read it)."""
+    if kind == "local":
+        return {"backend": "local"}
+    if kind == "slurm":
+        return {"backend": "slurm"}
+    from .conftest import SSH_CONN_ID
+
+    return {
+        "backend": "slurm",
+        "ssh_conn_id": SSH_CONN_ID,
+        "python": "/usr/bin/python3",
+        "pythonpath": str(cluster.shared / "pkg"),
+    }

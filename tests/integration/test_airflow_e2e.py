@@ -14,7 +14,7 @@ from airflow_jobforge.dag.factory import build_dag
 from airflow_jobforge.dag.options import dag_id_for
 from airflow_jobforge.rundir import collect_results, read_records
 
-from .airflow_helpers import clear_and_resume, run, task_states
+from .airflow_helpers import backend_options, clear_and_resume, run, task_states
 
 pytestmark = pytest.mark.slurm
 
@@ -58,21 +58,6 @@ def write_config(directory: Path, shared: Path) -> Path:
     path = directory / "three_groups.json"
     path.write_text(json.dumps(config))
     return path
-
-
-def backend_options(kind: str, cluster) -> dict:
-    if kind == "local":
-        return {"backend": "local"}
-    if kind == "slurm":
-        return {"backend": "slurm"}
-    from .conftest import SSH_CONN_ID
-
-    return {
-        "backend": "slurm",
-        "ssh_conn_id": SSH_CONN_ID,
-        "python": "/usr/bin/python3",
-        "pythonpath": str(cluster.shared / "pkg"),
-    }
 
 
 @pytest.mark.parametrize("kind", ["local", "slurm", "ssh"])

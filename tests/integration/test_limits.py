@@ -19,11 +19,13 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def write_config(directory: Path, name: str, command: str, limit: int | None) -> Path:
-    """6 batches of 2 jobs (batches of one job would become a job array)."""
+    """6 batches of 2 jobs (batches of one job would become a job array), each running its
+    own: with work sharing the first batches would run the others' jobs, and the records
+    would not name every SLURM job the limits let through."""
     group: dict = {
         "name": "lim",
         "slurm": {"walltime": "5"},
-        "batching": {"per_node_batch_size": 2, "num_processes": 2},
+        "batching": {"per_node_batch_size": 2, "num_processes": 2, "work_sharing": False},
     }
     if limit is not None:
         group["max_concurrent_batches"] = limit

@@ -22,7 +22,7 @@ from airflow_jobforge.rundir.claims import read_claims
 from airflow_jobforge.rundir.events import read_events
 from airflow_jobforge.slurm.script import SubmitRequest
 
-from .airflow_helpers import run
+from .airflow_helpers import backend_options, run
 from .conftest import shared_dir, wait_file, wait_terminal
 
 pytestmark = [pytest.mark.slurm]
@@ -66,14 +66,23 @@ def sweep_config(directory: Path, share: bool, jobs: int = 24) -> Path:
     return path
 
 
-@pytest.mark.parametrize("share", [True, False], ids=["sharing", "static"])
+@pytest.mark.parametrize(
+    ("share", "kind"),
+    [(True, "slurm"), (False, "slurm"), (True, "ssh")],
+    ids=["sharing", "static", "sharing-ssh"],
+)
 def test_a_sweep_runs_every_job_once_and_with_sharing_some_in_another_batch(
-    cluster, tmp_path, share
+    cluster, tmp_path, share, kind
 ):
+    """Over SSH the claims are read and made through the client's shell scripts, as the
+    SSH user, whose runners write them: the same run dir, another writer."""
     out = shared_dir(cluster)
 
     state, summary, run_dir = run(
-        str(sweep_config(tmp_path, share)), backend="slurm", output=str(out), poll_interval=1
+        str(sweep_config(tmp_path, share)),
+        output=str(out),
+        poll_interval=1,
+        **backend_options(kind, cluster),
     )
 
     assert state == "success", summary

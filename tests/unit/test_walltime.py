@@ -25,8 +25,9 @@ from airflow_jobforge.planning.planner import batch_spec, plan_batches, walltime
 from airflow_jobforge.rundir import ResultRecord
 from airflow_jobforge.rundir.batches import BatchSpec, JobSpec, restrict_batch
 from airflow_jobforge.rundir.claims import Claim, chunk_places, read_claims, try_claim
+from airflow_jobforge.rundir.conclusion import Conclusion
 from airflow_jobforge.rundir.events import read_events
-from airflow_jobforge.sensors.slurm import _ran_elsewhere, continuation_tag
+from airflow_jobforge.sensors.slurm import _others_may_hold_jobs, _ran_elsewhere, continuation_tag
 from airflow_jobforge.slurm.request import job_places_of, request_to_dict, slim_request
 from airflow_jobforge.slurm.script import SubmitRequest, sbatch_job
 from airflow_jobforge.slurm.states import JobStatus, Outcome
@@ -400,3 +401,14 @@ def test_a_batch_canceled_pending_whose_jobs_all_ran_elsewhere_is_done():
     ran["y"] = rec("y", "missing")  # completed by the wait: lost
     assert _ran_elsewhere(job, ran) == 0
     assert _ran_elsewhere({"request": {"batch": {"batch": B, "job_names": ["x"]}}}, ran) == 0
+
+
+def test_a_sharing_wait_looks_at_claims_only_when_a_job_has_no_record():
+    job = {"request": {"batch": {"batch": B, "share": True, "job_names": ["x", "y"]}}}
+    both = Conclusion(records={n: rec(n, ran_in=A) for n in "xy"}, event_written=True)
+    assert not _others_may_hold_jobs(job, both)  # over SSH: no login for the others' sake
+    one = Conclusion(records={"x": rec("x")}, event_written=True)
+    assert _others_may_hold_jobs(job, one)
+    assert _others_may_hold_jobs(job, Conclusion())  # the trigger brought no records
+    alone = {"request": {"batch": {"batch": B, "job_names": ["x"]}}}
+    assert not _others_may_hold_jobs(alone, Conclusion())
