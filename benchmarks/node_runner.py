@@ -19,6 +19,10 @@ so deleting 4,000 output files between runs makes the next run's file creation 3
 and other programs' deletions do the same: the cost of creating a file where the runs write
 is printed first (`--dir` picks the place; default: the system's temporary dir).
 
+A fourth column runs the same batch as a batch that shares work (the default since work
+sharing): the runner claims each chunk of its jobs before it starts the first (an mkdir and
+a small file per chunk); goal: within 5 % of the runner without.
+
 `--baseline-tree DIR` adds a fourth column in the same rounds: the runner of another source
 tree (a `git worktree` of an earlier commit), so a change to the runner is measured before
 and after in one run, under the same load.
@@ -34,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from airflow_jobforge.planning.planner import CLAIM_CHUNK_MAX
 from airflow_jobforge.rundir import collect_results
 from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 
@@ -84,9 +89,17 @@ def spread(times: list[float]) -> str:
     return f"{min(times):.2f} s ({min(times):.2f}-{max(times):.2f})"
 
 
-def true_jobs(root: Path, n: int) -> Path:
-    batch_file = root / f"batch-{n}.json"
-    BatchSpec(batch="bench", jobs=tuple(JobSpec(f"j{i}", "true") for i in range(n))).dump(
+def true_jobs(root: Path, n: int, share_with: int | None = None) -> Path:
+    """The batch file of `n` true jobs; with `share_with` (processes), as the planner writes
+    a batch that shares work (the default): its chunks claimed as the runner starts them."""
+    jobs = tuple(JobSpec(f"j{i}", "true") for i in range(n))
+    if share_with is None:
+        batch_file = root / f"batch-{n}.json"
+        BatchSpec(batch="bench", jobs=jobs).dump(batch_file)
+        return batch_file
+    batch_file = root / f"batch-{n}-shared.json"
+    chunk = max(1, min(CLAIM_CHUNK_MAX, n // (8 * share_with)))  # planner.claim_chunk's rule
+    BatchSpec(batch="bench", jobs=jobs, group="bench", share=True, claim_chunk=chunk).dump(
         batch_file
     )
     return batch_file
@@ -94,7 +107,13 @@ def true_jobs(root: Path, n: int) -> Path:
 
 def compare(root: Path, n: int, processes: int, baseline: Path | None = None) -> None:
     batch_file = true_jobs(root, n)
-    runs: dict[str, list[tuple[float, float]]] = {"xargs": [], "files": [], "runner": []}
+    shared_file = true_jobs(root, n, share_with=processes)
+    runs: dict[str, list[tuple[float, float]]] = {
+        "xargs": [],
+        "files": [],
+        "runner": [],
+        "sharing": [],
+    }
     if baseline is not None:
         runs["baseline"] = []
     for k in range(ROUNDS):
@@ -105,6 +124,9 @@ def compare(root: Path, n: int, processes: int, baseline: Path | None = None) ->
         runs["xargs"].append(xargs(n, processes, ["bash", "-c", "true"]))
         runs["files"].append(xargs(n, processes, to_files))
         runs["runner"].append(runner(batch_file, out, processes))
+        check(out, n)
+        out = root / f"sharing-{n}-{processes}-{k}"
+        runs["sharing"].append(runner(shared_file, out, processes))
         check(out, n)
         if baseline is not None:
             out = root / f"baseline-{n}-{processes}-{k}"
@@ -126,6 +148,14 @@ def compare(root: Path, n: int, processes: int, baseline: Path | None = None) ->
         f"xargs + output files {spread(cpu['files'])}, runner {spread(cpu['runner'])}: "
         f"ratio {min(cpu['runner']) / min(cpu['xargs']):.2f}x, "
         f"the runner's own {extra_us:.0f} us per job"
+    )
+    share = min(wall["sharing"]) / min(wall["runner"])
+    print(
+        f"{n} jobs, {processes} processes, the runner with work sharing (its chunks claimed "
+        f"as it starts them) against without: wall {spread(wall['sharing'])} vs "
+        f"{spread(wall['runner'])} ({share:.3f}x, goal within 1.05x: "
+        f"{'met' if share <= 1.05 else 'NOT met'}); CPU {spread(cpu['sharing'])} vs "
+        f"{spread(cpu['runner'])}"
     )
     if baseline is not None:
         base_us = (min(cpu["baseline"]) - min(cpu["xargs"])) / n * 1e6
