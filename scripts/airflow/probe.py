@@ -78,8 +78,13 @@ def alive(pid_file: str, name: str) -> bool:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except (OSError, ValueError, IndexError):
         return False
-    # The api-server retitles itself "airflow api_server -- host:... port:..."; a Celery
-    # worker "[celeryd: worker-1@host:MainProcess] -active- (celery worker ...)".
+    return runs(cmd, name)
+
+
+def runs(cmd: str, name: str) -> bool:
+    """Whether a process with command line `cmd` is component `name` (not a recycled pid).
+    The api-server retitles itself "airflow api_server -- host:... port:..."; a Celery worker
+    "[celeryd: worker-1@host:MainProcess] -active- (celery worker ...)"."""
     if role(name) == "worker":
         return "celery" in cmd and f"{name}@" in cmd
     what = role(name)
