@@ -236,7 +236,6 @@ def test_forty_deferred_waits_spread_over_both_triggerers_one_status_query_per_p
             assert time.monotonic() < deadline, f"not all canceled and recorded: {jobs} {done}"
             time.sleep(2)
         assert {r.status for r in done.values()} <= {"canceled", "missing"}
-        assert set(record_lines(run_dir(SPREAD_DAG, run_id)).values()) == {1}
         events = read_events(run_dir(SPREAD_DAG, run_id))
         assert len([e for e in events if e.type == CANCELED_BY_USER]) == SPREAD
     finally:
