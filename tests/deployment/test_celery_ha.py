@@ -58,8 +58,7 @@ def celery(deployment: Any, workload: Any) -> Iterator[Any]:
         result = run_script("start.sh", "--executor", "celery", timeout=900)
         if result.returncode != 0:
             pytest.fail(
-                f"start.sh --executor celery failed ({result.returncode}):\n"
-                f"{result.stderr[-4000:]}"
+                f"start.sh --executor celery failed ({result.returncode}):\n{result.stderr[-4000:]}"
             )
         print(f"celery profile up in {time.monotonic() - started:.1f}s")
         yield deployment
@@ -92,16 +91,37 @@ def log_since(deployment: Any, name: str, offset: int) -> str:
         return handle.read().decode(errors="replace")
 
 
-def triggers_started(deployment: Any, offsets: dict[str, int], run_id: str) -> dict[str, set]:
-    """triggerer -> the (task id, try) of this run whose triggers it started, from its log
-    ("trigger <dag>/<run>/<task>/<map index>/<try> (ID n) starting")."""
-    pattern = re.compile(
-        rf"trigger [^/\s]+/{re.escape(run_id)}/([^/\s]+)/-?\d+/(\d+) \(ID \d+\) starting"
-    )
-    return {
-        name: {(m[0], int(m[1])) for m in pattern.findall(log_since(deployment, name, offset))}
-        for name, offset in offsets.items()
-    }
+def triggerer_jobs(deployment: Any) -> dict[str, set[int]]:
+    """triggerer component -> the triggerer job ids (the database's) whose trigger log files
+    its processes hold open (`<task log>.trigger.<job id>.log`, open while the trigger runs).
+    Both triggerers run on this host: the job table's hostname cannot tell them apart."""
+    found: dict[str, set[int]] = {}
+    for name in TRIGGERERS:
+        found[name] = set()
+        sid = deployment.component(name).pid
+        if sid is None:
+            continue
+        pids = subprocess.run(
+            ["pgrep", "-s", str(sid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for pid in pids:
+            try:
+                fds = list(Path(f"/proc/{pid}/fd").iterdir())
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    target = os.readlink(fd)
+                except OSError:
+                    continue
+                if m := re.search(r"\.log\.trigger\.(\d+)\.log$", target):
+                    found[name].add(int(m[1]))
+    return found
+
+
+def triggerer_job_of(deployment: Any, dag: str, run_id: str, task: str) -> int | None:
+    """The triggerer job holding `task`'s trigger (the database, through the REST API)."""
+    return (task_instance(deployment, dag, run_id, task).get("triggerer_job") or {}).get("id")
 
 
 def worker_of(deployment: Any, ti_id: str) -> str | None:
@@ -189,7 +209,6 @@ def test_the_pipeline_example_on_celery_ends_as_on_one_machine(celery):
 
 
 def test_forty_deferred_waits_spread_over_both_triggerers_one_status_query_per_poll_each(celery):
-    offsets = log_offsets(celery, TRIGGERERS)
     run_id = celery.trigger(SPREAD_DAG)
     waits = [f"g.wait_{i:04d}" for i in range(SPREAD)]
     try:
@@ -205,11 +224,11 @@ def test_forty_deferred_waits_spread_over_both_triggerers_one_status_query_per_p
         print("waits per triggerer job:", {k: len(v) for k, v in held.items()})
         assert None not in held, "every deferred wait is assigned to a triggerer"
         assert len(held) == 2, f"the waits are spread over both triggerers: {held.keys()}"
-        # ... and which component started them (their logs).
-        started = triggers_started(celery, offsets, run_id)
-        assert all(started[t] for t in TRIGGERERS), {t: len(s) for t, s in started.items()}
-        for name in TRIGGERERS:
-            assert "status poller started" in log_since(celery, name, offsets[name]), name
+        # ... and which triggerer process runs them (the trigger log files it holds open).
+        jobs = triggerer_jobs(celery)
+        print("triggerer jobs per component:", jobs)
+        assert all(len(jobs[t]) == 1 for t in TRIGGERERS), jobs
+        assert set().union(*jobs.values()) == set(held), (jobs, held.keys())
 
         sdiag_reset()
         window = 30.0
@@ -346,39 +365,37 @@ def test_kill_9_of_one_triggerer_moves_its_triggers_to_the_other_no_cancel_no_du
     server included). Once its heartbeat is older than the health threshold (30 s), the other
     triggerer takes its triggers over; the dead one cancels nothing (it cannot), and the one
     taking over submits nothing."""
-    offsets = log_offsets(celery, TRIGGERERS)
-    moved: dict[str, str] = {}
+    moved: dict[str, Any] = {}
 
     def fault(run_id: str) -> None:
         wait_states(celery, FAULTS, run_id, lambda s: all(s.get(w) == "deferred" for w in WAITS))
         deadline = time.monotonic() + 60
-        while not (
-            holders := [
-                t
-                for t, s in triggers_started(celery, offsets, run_id).items()
-                if any(task == WAITS[0] for task, _ in s)
-            ]
-        ):
-            assert time.monotonic() < deadline, "no triggerer log shows the wait's trigger"
+        while True:
+            job = triggerer_job_of(celery, FAULTS, run_id, WAITS[0])
+            holders = [t for t, ids in triggerer_jobs(celery).items() if job in ids]
+            if holders:
+                break
+            assert time.monotonic() < deadline, f"no triggerer runs {WAITS[0]} (job {job})"
             time.sleep(0.5)
         dead = holders[0]
         other = next(t for t in TRIGGERERS if t != dead)
-        moved.update(dead=dead, other=other)
-        after_kill = log_offsets(celery, (other,))
         celery.component(dead).stop("KILL")
         deadline = time.monotonic() + 150
-        while not any(
-            task == WAITS[0] for task, _ in triggers_started(celery, after_kill, run_id)[other]
-        ):
-            ti = task_instance(celery, FAULTS, run_id, WAITS[0])
-            if ti["state"] != "deferred":
-                break  # its trigger fired in the other triggerer before we looked
-            assert time.monotonic() < deadline, f"{WAITS[0]} never moved to {other}"
+        while (now := triggerer_job_of(celery, FAULTS, run_id, WAITS[0])) in (job, None):
+            if task_instance(celery, FAULTS, run_id, WAITS[0])["state"] != "deferred":
+                break  # fired already (its batch ended): moved all the same, see below
+            assert time.monotonic() < deadline, f"{WAITS[0]} never left triggerer job {job}"
             time.sleep(1)
+        moved.update(dead=dead, other=other, job=job, now=now, runs=triggerer_jobs(celery))
         celery.component(dead).start()
 
     run_through(celery, fault)  # no job CANCELLED, none submitted twice: see run_through
-    print(f"killed {moved['dead']}; its triggers moved to {moved['other']}")
+    print(
+        f"killed {moved['dead']} (job {moved['job']}); {WAITS[0]} then held by job "
+        f"{moved['now']}; triggerer jobs: {moved['runs']}"
+    )
+    assert moved["now"] is not None and moved["now"] != moved["job"], "the trigger moved"
+    assert moved["now"] in moved["runs"][moved["other"]], "to the surviving triggerer"
 
 
 def test_kill_9_of_one_scheduler_the_other_carries_the_run(celery):
