@@ -12,7 +12,7 @@ MKDOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,postgres,docs,spark]"
+	$(PY) -m pip install -q -e ".[test,postgres,docs,spark,celery]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -35,7 +35,8 @@ cluster:
 
 # As root, the real Airflow deployment (PostgreSQL, api-server, scheduler, dag-processor,
 # triggerer) and Debian's headless Chromium for the UI tests (idempotent). It stays up after
-# the tests: scripts/airflow/stop.sh [--all] stops it.
+# the tests: scripts/airflow/stop.sh [--all] stops it. The Celery/HA tests
+# (tests/deployment/test_celery_ha.py) switch it to the celery profile and back themselves.
 deployment: venv cluster
 	@if [ "$$(id -u)" = 0 ]; then scripts/browser/install.sh && scripts/airflow/start.sh; \
 	else echo "not root: Airflow deployment not started, deployment tests will skip"; fi

@@ -1,5 +1,5 @@
-# Shared by scripts/airflow/start.sh and stop.sh (sourced, never run). Paths, the component
-# list, and how a component is found and stopped.
+# Shared by scripts/airflow/start.sh and stop.sh (sourced, never run). Paths, the profiles'
+# component lists, and how a component is found and stopped.
 #
 # Every component runs in its own session (setsid), so its session id is its pid. Stopping
 # signals the whole session: the scheduler's LocalExecutor workers and the task runners they
@@ -25,7 +25,44 @@ API_URL="http://$API_HOST:$API_PORT"
 ENV_FILE=$STATE_DIR/env
 RUN_DIR=$STATE_DIR/run
 LOG_DIR=$STATE_DIR/logs
-COMPONENTS=(api-server scheduler dag-processor triggerer)
+# Profiles: `local` (the default) runs one scheduler with the LocalExecutor; `celery` runs
+# the CeleryExecutor with Redis as its broker, two Celery workers, and two schedulers and two
+# triggerers (high availability). Components of one role share its Airflow command
+# (scheduler-2 is a second `airflow scheduler`); each has its own session, log and pid file.
+LOCAL_COMPONENTS=(api-server scheduler dag-processor triggerer)
+CELERY_COMPONENTS=(redis api-server scheduler scheduler-2 dag-processor triggerer triggerer-2
+  worker-1 worker-2)
+ALL_COMPONENTS=("${CELERY_COMPONENTS[@]}")  # the local ones included
+PROFILES=(local celery)
+# The profile start.sh last started (start.sh --only keeps it; a full start.sh sets it).
+PROFILE_FILE=$STATE_DIR/profile
+REDIS_PORT=${JOBFORGE_REDIS_PORT:-6379}
+
+current_profile() {
+  local p=
+  [[ -s $PROFILE_FILE ]] && p=$(cat "$PROFILE_FILE")
+  [[ $p == celery ]] && echo celery || echo local
+}
+
+profile_components() {  # profile_components PROFILE: its component names, one per line
+  case $1 in
+    celery) printf '%s\n' "${CELERY_COMPONENTS[@]}" ;;
+    *) printf '%s\n' "${LOCAL_COMPONENTS[@]}" ;;
+  esac
+}
+
+# The running profile's components (docker/airflow/entrypoint.sh watches these).
+mapfile -t COMPONENTS < <(profile_components "$(current_profile)")
+
+# role_of NAME: the command a component runs (scheduler-2 is a scheduler, worker-1 a worker).
+role_of() {
+  case $1 in
+    scheduler-*) echo scheduler ;;
+    triggerer-*) echo triggerer ;;
+    worker-*) echo worker ;;
+    *) echo "$1" ;;
+  esac
+}
 
 log() { printf '[%s] %s\n' "$LOG_PREFIX" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -42,9 +79,11 @@ take_lock() {
   fi
 }
 
-is_component() {
-  local c
-  for c in "${COMPONENTS[@]}"; do [[ $c == "$1" ]] && return 0; done
+is_component() {  # is_component NAME [LIST...]: NAME is one of LIST (default: any profile's)
+  local name=$1 c
+  shift
+  (($#)) || set -- "${ALL_COMPONENTS[@]}"
+  for c in "$@"; do [[ $c == "$name" ]] && return 0; done
   return 1
 }
 
@@ -59,15 +98,22 @@ recorded_pid() {
   return 0
 }
 
-# alive PID NAME: the process lives (not a zombie) and is that airflow component, not a
-# recycled pid. (The api-server retitles itself "airflow api_server -- host:... port:...".)
+# alive PID NAME: the process lives (not a zombie) and is that component, not a recycled pid.
+# (The api-server retitles itself "airflow api_server -- host:... port:..."; a Celery worker
+# "[celeryd: worker-1@host:MainProcess] -active- (celery worker ...)"; Redis
+# "redis-server 127.0.0.1:6379".)
 alive() {
-  local pid=$1 name=$2 state cmd
+  local pid=$1 name=$2 state cmd role
   [[ -n $pid && -r /proc/$pid/stat ]] || return 1
   state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
   [[ $state != Z ]] || return 1
   cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ $cmd == *airflow* && ($cmd == *"$name"* || $cmd == *"${name//-/_}"*) ]]
+  role=$(role_of "$name")
+  case $role in
+    redis) [[ $cmd == *redis-server* ]] ;;
+    worker) [[ $cmd == *celery* && $cmd == *"$name@"* ]] ;;
+    *) [[ $cmd == *airflow* && ($cmd == *"$role"* || $cmd == *"${role//-/_}"*) ]] ;;
+  esac
 }
 
 component_alive() { alive "$(recorded_pid "$1")" "$1"; }
@@ -90,7 +136,8 @@ stray_sessions() {
     grep -qzx "JOBFORGE_AIRFLOW_STATE=$STATE_DIR" "$f" 2>/dev/null || continue
     p=${f#/proc/}; p=${p%/environ}
     cmd=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
-    [[ $cmd == "airflow "* || $cmd == *"bin/airflow "* ]] || continue
+    [[ $cmd == "airflow "* || $cmd == *"bin/airflow "* || $cmd == "[celeryd: "* ||
+      $cmd == "redis-server "* || $cmd == *"bin/redis-server "* ]] || continue
     sid=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $4}') || continue
     [[ -n $sid && $sid != "$known" ]] && echo "$sid"
   done | sort -u

@@ -1,8 +1,10 @@
 """Readiness probe for scripts/airflow/start.sh (standard library only, so any python3 runs it).
 
 Waits, in order, for: the API to answer, a token from /auth/token, the components' health in
-/api/v2/monitor/health, and the DAGs folder to be parsed. While waiting it checks that the
-components it waits for are still alive, so a component that dies at start fails at once.
+/api/v2/monitor/health (and, where a role runs twice, a job of each instance in /api/v2/jobs),
+Celery workers' "ready." in their logs, and the DAGs folder to be parsed. While waiting it
+checks that the components it waits for are still alive, so a component that dies at start
+fails at once.
 
 On failure it exits 1 and its last stdout line is `component=<name>` (or `component=`), so the
 shell script can show that component's log.
@@ -17,11 +19,22 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 HEALTH_KEYS = {"scheduler": "scheduler", "triggerer": "triggerer", "dag-processor": "dag_processor"}
+JOB_TYPES = {"scheduler": "SchedulerJob", "triggerer": "TriggererJob"}
+
+
+def role(name: str) -> str:
+    """The command a component runs: scheduler-2 is a scheduler, worker-1 a Celery worker
+    (as role_of in common.sh)."""
+    for prefix in ("scheduler", "triggerer", "worker"):
+        if name.startswith(prefix + "-"):
+            return prefix
+    return name
 
 
 SETTLE_S = 30
@@ -65,8 +78,17 @@ def alive(pid_file: str, name: str) -> bool:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except (OSError, ValueError, IndexError):
         return False
-    # The api-server retitles itself "airflow api_server -- host:... port:...".
-    return "airflow" in cmd and (name in cmd or name.replace("-", "_") in cmd)
+    return runs(cmd, name)
+
+
+def runs(cmd: str, name: str) -> bool:
+    """Whether a process with command line `cmd` is component `name` (not a recycled pid).
+    The api-server retitles itself "airflow api_server -- host:... port:..."; a Celery worker
+    "[celeryd: worker-1@host:MainProcess] -active- (celery worker ...)"."""
+    if role(name) == "worker":
+        return "celery" in cmd and f"{name}@" in cmd
+    what = role(name)
+    return "airflow" in cmd and (what in cmd or what.replace("-", "_") in cmd)
 
 
 def paged(url: str, token: str, key: str) -> list[dict]:
@@ -131,7 +153,7 @@ def wait_health(url: str, components: list[str], launched: dict[str, float]) -> 
     if (health.get("metadatabase") or {}).get("status") != "healthy":
         raise NotReadyAt("api-server", f"metadatabase: {health.get('metadatabase')}")
     for name in components:
-        key = HEALTH_KEYS.get(name)
+        key = HEALTH_KEYS.get(role(name))
         if not key:
             continue
         info = health.get(key) or {}
@@ -144,6 +166,45 @@ def wait_health(url: str, components: list[str], launched: dict[str, float]) -> 
             not beat or datetime.fromisoformat(beat).timestamp() < launched[name]
         ):
             raise NotReadyAt(name, f"{name}: no heartbeat since its start yet ({beat})")
+
+
+def wait_instances(
+    url: str, token: str, components: list[str], launched: dict[str, float], multi: list[str]
+) -> None:
+    """Health shows one heartbeat per role: for a role that runs several times (`multi`),
+    each component launched must have its own running job, started after its launch."""
+    for what, job_type in JOB_TYPES.items():
+        if what not in multi:
+            continue  # one instance: its health says it all
+        mine = [n for n in components if role(n) == what and n in launched]
+        if not mine:
+            continue
+        since = datetime.fromtimestamp(min(launched[n] for n in mine), timezone.utc)
+        query = urllib.parse.urlencode(
+            {"job_type": job_type, "job_state": "running", "start_date_gte": since.isoformat()}
+        )
+        status, body = request(f"{url}/api/v2/jobs?{query}", token)
+        if status != 200 or not isinstance(body, dict):
+            raise NotReadyAt(mine[-1], f"/api/v2/jobs: HTTP {status}: {body}")
+        if body.get("total_entries", 0) < len(mine):
+            raise NotReadyAt(
+                mine[-1], f"{len(mine)} {what}(s) started, {body.get('total_entries')} running"
+            )
+
+
+def wait_workers(log_dir: str, components: list[str]) -> None:
+    """A Celery worker logs "<name>@<host> ready." once it consumes its queue: looked for
+    after start.sh's last start marker in its log."""
+    for name in components:
+        if role(name) != "worker":
+            continue
+        try:
+            text = Path(log_dir, f"{name}.log").read_text(errors="replace")
+        except OSError:
+            text = ""
+        since_start = text.rsplit(f"start.sh: starting {name}", 1)[-1]
+        if f"{name}@" not in since_start or " ready." not in since_start:
+            raise NotReadyAt(name, f"{name}: not ready yet (no 'ready.' in its log)")
 
 
 def wait_dags(url: str, token: str, args: argparse.Namespace, noted: set[Path]) -> None:
@@ -193,6 +254,10 @@ def main() -> int:
     ap.add_argument("--url", required=True)
     ap.add_argument("--timeout", type=float, default=180)
     ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--log-dir", help="the components' logs (Celery workers' readiness)")
+    ap.add_argument(
+        "--multi", action="append", default=[], help="a role (scheduler, triggerer) run twice"
+    )
     ap.add_argument("--component", action="append", default=[], help="components to wait for")
     ap.add_argument("--dags-folder")
     ap.add_argument("--dag", action="append", default=[], help="dag ids that must be visible")
@@ -221,6 +286,9 @@ def main() -> int:
                 except NotReady as err:  # connection refused while the api-server starts
                     raise NotReadyAt("api-server", str(err)) from err
                 wait_health(args.url, args.component, launched)
+                wait_instances(args.url, token, args.component, launched, args.multi)
+                if args.log_dir:
+                    wait_workers(args.log_dir, args.component)
                 if args.dags_folder or args.dag or args.min_dags:
                     wait_dags(args.url, token, args, noted)
             except NotReady as err:

@@ -6,8 +6,19 @@
 # a component whose pid file is stale is cleaned up (its orphaned workers, its log server) and
 # started again; a component whose configuration changed is restarted.
 #
+# The celery profile (--executor celery) runs the CeleryExecutor instead: Redis from Debian
+# (redis-server on 127.0.0.1:6379, a component like the others: `redis`) as the broker, the same
+# PostgreSQL as the result backend, two Celery workers (worker-1, worker-2: `airflow celery
+# worker --celery-hostname worker-N@%h`), two schedulers (scheduler, scheduler-2) and two
+# triggerers (triggerer, triggerer-2), plus api-server and dag-processor. It needs
+# apache-airflow-providers-celery in the Airflow venv (pip install 'airflow-jobforge[celery]').
+# Switching profiles restarts every component (the configuration changed) and stops those
+# the new profile does not run.
+#
 #   scripts/airflow/start.sh                      # everything; waits for the DAG files present
-#   scripts/airflow/start.sh --only triggerer     # one component (repeatable)
+#   scripts/airflow/start.sh --executor celery    # the celery profile (default: local)
+#   scripts/airflow/start.sh --only triggerer     # one component (repeatable) of the profile
+#                                                 # started last (unless --executor says)
 #   scripts/airflow/start.sh --wait-dag my_dag    # also wait until dag id my_dag is visible
 #   scripts/airflow/start.sh --wait-dags 3        # ... until at least 3 DAGs are visible
 #   scripts/airflow/start.sh --no-wait-dags       # do not wait for DAG parsing
@@ -18,7 +29,8 @@
 # JOBFORGE_AIRFLOW_STATE (/var/lib/jobforge-airflow),
 # JOBFORGE_AIRFLOW_HOME ($STATE/home), JOBFORGE_AIRFLOW_DAGS_FOLDER ($HOME/dags),
 # JOBFORGE_AIRFLOW_BIN (the repo's .venv/bin/airflow), JOBFORGE_AIRFLOW_PORT (8080),
-# JOBFORGE_AIRFLOW_BIND (the api-server's listen address, 127.0.0.1).
+# JOBFORGE_AIRFLOW_BIND (the api-server's listen address, 127.0.0.1),
+# JOBFORGE_REDIS_PORT (6379, the celery profile's broker).
 # Extra Airflow settings: put AIRFLOW__SECTION__KEY=value lines into $STATE/extra.env.
 #
 # The configuration is AIRFLOW__* variables only (airflow.cfg stays an empty placeholder), written
@@ -32,9 +44,17 @@ started=$(date +%s.%N)
 ONLY=()
 WAIT_DAGS=(--dags-folder)
 TIMEOUT=180
+PROFILE=
 while (($#)); do
   case $1 in
-    --only) is_component "${2:-}" || die "--only takes one of: ${COMPONENTS[*]}"; ONLY+=("$2"); shift 2 ;;
+    --only) is_component "${2:-}" || die "--only takes one of: ${ALL_COMPONENTS[*]}"; ONLY+=("$2"); shift 2 ;;
+    --executor)
+      case ${2:-} in
+        local | LocalExecutor) PROFILE=local ;;
+        celery | CeleryExecutor) PROFILE=celery ;;
+        *) die "--executor takes one of: ${PROFILES[*]}" ;;
+      esac
+      shift 2 ;;
     --wait-dag) WAIT_DAGS+=(--dag "${2:?--wait-dag needs a dag id}"); shift 2 ;;
     --wait-dags) WAIT_DAGS+=(--min-dags "${2:?--wait-dags needs a number}"); shift 2 ;;
     --no-wait-dags) WAIT_DAGS=(); shift ;;
@@ -43,7 +63,23 @@ while (($#)); do
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
-((${#ONLY[@]})) || ONLY=("${COMPONENTS[@]}")
+# Without --executor: the local profile, but --only restarts components of the profile that
+# runs (a fault test restarting one triggerer must not switch the deployment's executor).
+if [[ -z $PROFILE ]]; then
+  if ((${#ONLY[@]})); then PROFILE=$(current_profile); else PROFILE=local; fi
+fi
+mapfile -t PROFILE_COMPONENTS < <(profile_components "$PROFILE")
+for name in "${ONLY[@]}"; do
+  is_component "$name" "${PROFILE_COMPONENTS[@]}" ||
+    die "$name is no component of the $PROFILE profile (${PROFILE_COMPONENTS[*]})"
+done
+OTHERS=()  # what runs of another profile: a full start stops it
+if ((${#ONLY[@]} == 0)); then
+  ONLY=("${PROFILE_COMPONENTS[@]}")
+  for name in "${ALL_COMPONENTS[@]}"; do
+    is_component "$name" "${PROFILE_COMPONENTS[@]}" || OTHERS+=("$name")
+  done
+fi
 # By default: wait until every DAG file in the folder is parsed (in the DAG list or the import
 # errors).
 [[ ${WAIT_DAGS[0]:-} == --dags-folder ]] && WAIT_DAGS[0]="--dags-folder=$DAGS_DIR"
@@ -53,6 +89,9 @@ take_lock
 [[ -x $AIRFLOW_BIN ]] || die "no airflow at $AIRFLOW_BIN (pip install -e '.[test,postgres]' into .venv, or set JOBFORGE_AIRFLOW_BIN)"
 PYTHON=$(dirname "$AIRFLOW_BIN")/python
 [[ -x $PYTHON ]] || PYTHON=python3
+if [[ $PROFILE == celery ]] && ! "$PYTHON" -c 'import airflow.providers.celery' 2>/dev/null; then
+  die "the celery profile needs apache-airflow-providers-celery in $(dirname "$AIRFLOW_BIN")/.. (pip install -e '.[celery]')"
+fi
 
 # --- PostgreSQL ----------------------------------------------------------------------------
 if [[ $DB_HOST == 127.0.0.1 ]]; then
@@ -89,7 +128,7 @@ new_env=$(cat <<ENV
 AIRFLOW_HOME=$AIRFLOW_HOME_DIR
 AIRFLOW_CONFIG=$AIRFLOW_HOME_DIR/airflow.cfg
 AIRFLOW__CORE__DAGS_FOLDER=$DAGS_DIR
-AIRFLOW__CORE__EXECUTOR=LocalExecutor
+AIRFLOW__CORE__EXECUTOR=$([[ $PROFILE == celery ]] && echo CeleryExecutor || echo LocalExecutor)
 AIRFLOW__CORE__PARALLELISM=16
 AIRFLOW__CORE__LOAD_EXAMPLES=False
 AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
@@ -118,6 +157,18 @@ JOBFORGE_AIRFLOW_LOG_DIR=$LOG_DIR
 JOBFORGE_AIRFLOW_BIN=$AIRFLOW_BIN
 ENV
 )
+# The celery profile's settings (the local profile's env file stays as it always was).
+# The result backend is the metadata database; each worker runs 8 tasks at once (16 in all,
+# as the LocalExecutor's parallelism).
+if [[ $PROFILE == celery ]]; then
+  new_env+=$'\n'$(cat <<ENV
+AIRFLOW__CELERY__BROKER_URL=redis://127.0.0.1:$REDIS_PORT/0
+AIRFLOW__CELERY__RESULT_BACKEND=db+postgresql://airflow:airflow@$DB_HOST:5432/airflow
+AIRFLOW__CELERY__WORKER_CONCURRENCY=8
+JOBFORGE_AIRFLOW_PROFILE=celery
+ENV
+)
+fi
 if [[ -f $STATE_DIR/extra.env ]]; then
   new_env+=$'\n# from '"$STATE_DIR/extra.env"$'\n'$(grep -E '^[A-Za-z_][A-Za-z0-9_]*=' "$STATE_DIR/extra.env" || true)
 fi
@@ -166,37 +217,100 @@ fi
 command_of() {
   case $1 in
     api-server) echo "api-server --host $API_BIND --port $API_PORT" ;;
-    *) echo "$1" ;;
+    # Gossip and mingle (worker-to-worker chatter) serve nothing Airflow uses.
+    worker-*) echo "celery worker --celery-hostname $1@%h --without-gossip --without-mingle" ;;
+    redis) echo "--port $REDIS_PORT --bind 127.0.0.1 --dir $STATE_DIR/redis" ;;
+    *) role_of "$1" ;;
   esac
+}
+
+# Settings of one component of a role that runs twice on this host: its own log server port.
+# (On separate machines the default ports do; the API server reads this host's logs from the
+# shared log folder anyway.) Nothing for the local profile's components.
+component_env() {
+  case $1 in
+    worker-1) echo AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=8793 ;;
+    worker-2) echo AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=8795 ;;
+    triggerer-2) echo AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=8796 ;;
+  esac
+}
+
+# What a running component was started with: the deployment's, plus its own command and
+# settings where it has any of its own.
+config_id_of() {
+  local extra
+  extra=$(component_env "$1")
+  if [[ $1 == redis ]]; then
+    echo "redis $(command_of redis)" | sha256sum | cut -c1-16
+  elif [[ -n $extra || $1 == worker-* ]]; then
+    printf '%s\n%s\n%s\n' "$CONFIG_ID" "$(command_of "$1")" "$extra" | sha256sum | cut -c1-16
+  else
+    echo "$CONFIG_ID"
+  fi
 }
 
 port_holder() { ss -ltnpH "sport = :$1" 2>/dev/null | head -1; }
 
 launch() {  # launch NAME
-  local name=$1 logf pid
+  local name=$1 logf pid bin=$AIRFLOW_BIN own_env
   logf=$(log_file "$name")
   if [[ $name == api-server && -n $(port_holder "$API_PORT") ]]; then
     die "port $API_PORT is taken by something this script did not start: $(port_holder "$API_PORT")"
   fi
+  if [[ $name == redis ]]; then
+    [[ -z $(port_holder "$REDIS_PORT") ]] ||
+      die "port $REDIS_PORT is taken by something this script did not start: $(port_holder "$REDIS_PORT")"
+    bin=$(command -v redis-server)
+    mkdir -p "$STATE_DIR/redis"
+  fi
+  mapfile -t own_env < <(component_env "$name")
   printf '\n===== %s start.sh: starting %s\n' "$(date -Is)" "$name" >>"$logf"
   LAUNCHED+=(--started "$name=$(date +%s.%N)")
   # A background job of a non-interactive shell is no process-group leader, so setsid makes
   # the session in place (no fork) and $! is the component's own pid: its session id.
   # shellcheck disable=SC2046
-  (cd "$AIRFLOW_HOME_DIR" && exec env -i "${BASE_ENV[@]}" JOBFORGE_AIRFLOW_COMPONENT="$name" \
-    setsid "$AIRFLOW_BIN" $(command_of "$name")) >>"$logf" 2>&1 </dev/null 9>&- &
+  (cd "$AIRFLOW_HOME_DIR" && exec env -i "${BASE_ENV[@]}" "${own_env[@]}" \
+    JOBFORGE_AIRFLOW_COMPONENT="$name" setsid "$bin" $(command_of "$name")) \
+    >>"$logf" 2>&1 </dev/null 9>&- &
   pid=$!
   echo "$pid" >"$(pid_file "$name")"
-  echo "$CONFIG_ID" >"$RUN_DIR/$name.config"
+  config_id_of "$name" >"$RUN_DIR/$name.config"
   log "started $name (pid $pid, log $logf)"
 }
+
+# Redis from Debian, started by this script (not by the package's init script: Debian's
+# postinst starts one where no systemd runs; it goes, so that 6379 is this deployment's).
+ensure_redis_package() {
+  # shellcheck source=../packages.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/../packages.sh"
+  ensure_packages redis-server
+  local pidf=/run/redis/redis-server.pid
+  if [[ -s $pidf ]] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
+    log "stopping the redis-server Debian's package started (we start our own)"
+    kill "$(cat "$pidf")" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$(cat "$pidf" 2>/dev/null)" 2>/dev/null || break; sleep 0.2; done
+  fi
+}
+
+redis_ready() { [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
 
 STARTED=()
 LAUNCHED=()
 stoppers=()
+# Components of the other profile go first (their ports, their executor).
+for name in "${OTHERS[@]}"; do
+  [[ -e $(pid_file "$name") ]] || continue
+  log "$name: not in the $PROFILE profile: stopping"
+  stop_component "$name" TERM 0 &
+  stoppers+=($!)
+done
+for p in "${stoppers[@]}"; do wait "$p" || die "could not stop ${OTHERS[*]}"; done
+stoppers=()
+echo "$PROFILE" >"$PROFILE_FILE"
+is_component redis "${ONLY[@]}" && ensure_redis_package
 for name in "${ONLY[@]}"; do
   if component_alive "$name"; then
-    if [[ "$(cat "$RUN_DIR/$name.config" 2>/dev/null)" == "$CONFIG_ID" ]]; then
+    if [[ "$(cat "$RUN_DIR/$name.config" 2>/dev/null)" == "$(config_id_of "$name")" ]]; then
       stop_strays "$name" TERM 5
       continue
     fi
@@ -212,11 +326,22 @@ for name in "${ONLY[@]}"; do
   STARTED+=("$name")
 done
 for p in "${stoppers[@]}"; do wait "$p" || die "could not stop what is left of ${STARTED[*]}"; done
-for name in "${STARTED[@]}"; do launch "$name"; done
+# The broker first: a Celery worker or scheduler started without it retries and logs errors.
+if ((${#STARTED[@]})) && is_component redis "${STARTED[@]}"; then
+  launch redis
+  for _ in $(seq 100); do redis_ready && break; component_alive redis || break; sleep 0.1; done
+  if ! redis_ready; then
+    tail -n 20 "$(log_file redis)" | sed "s/^/[redis] /" >&2
+    die "redis does not answer on 127.0.0.1:$REDIS_PORT (log: $(log_file redis))"
+  fi
+fi
+for name in "${STARTED[@]}"; do [[ $name == redis ]] || launch "$name"; done
 
 # --- readiness -----------------------------------------------------------------------------
-probe_args=(--url "$API_URL" --timeout "$TIMEOUT" --run-dir "$RUN_DIR" --token-file "$STATE_DIR/token")
-for name in "${ONLY[@]}"; do probe_args+=(--component "$name"); done
+probe_args=(--url "$API_URL" --timeout "$TIMEOUT" --run-dir "$RUN_DIR" --log-dir "$LOG_DIR"
+  --token-file "$STATE_DIR/token")
+for name in "${ONLY[@]}"; do [[ $name == redis ]] || probe_args+=(--component "$name"); done
+[[ $PROFILE == celery ]] && probe_args+=(--multi scheduler --multi triggerer)
 probe_args+=("${LAUNCHED[@]}")
 if ! out=$("$PYTHON" "$REPO/scripts/airflow/probe.py" "${probe_args[@]}" "${WAIT_DAGS[@]}"); then
   failed=$(sed -n 's/^component=//p' <<<"$out" | tail -1)
@@ -229,7 +354,7 @@ fi
 
 elapsed=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
 if ((${#STARTED[@]})); then what="started ${STARTED[*]}"; else what="all running already"; fi
-log "Airflow $AIRFLOW_VERSION ready at $API_URL ($what) in ${elapsed}s"
+log "Airflow $AIRFLOW_VERSION ($PROFILE profile) ready at $API_URL ($what) in ${elapsed}s"
 cat >&2 <<USAGE
 [airflow-start] token: curl -s $API_URL/auth/token   (all-admins: no credentials; or $STATE_DIR/token)
 [airflow-start] api:   curl -s -H "Authorization: Bearer \$(cat $STATE_DIR/token)" $API_URL/api/v2/dags

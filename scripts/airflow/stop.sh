@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Stop what scripts/airflow/start.sh started. Idempotent.
 #
-#   scripts/airflow/stop.sh                               # every component (PostgreSQL stays)
+#   scripts/airflow/stop.sh                               # every component of either profile,
+#                                                         # Redis included (PostgreSQL stays)
 #   scripts/airflow/stop.sh --all                         # ... and PostgreSQL too
 #   scripts/airflow/stop.sh --only scheduler              # one component (repeatable)
 #   scripts/airflow/stop.sh --only scheduler --signal KILL
 #   scripts/airflow/stop.sh --only scheduler --signal KILL --leader-only
+#   scripts/airflow/stop.sh --only worker-1 --signal KILL # a Celery worker's host gone
+#   scripts/airflow/stop.sh --only redis                  # the broker (it saves its queue)
 #   scripts/airflow/stop.sh --grace 5                     # SIGKILL 5 s after the signal
 #
 # A component is stopped by its session: SIGNAL (default TERM) to every process in it (its
@@ -26,7 +29,7 @@ POSTGRES=0
 GRACE=
 while (($#)); do
   case $1 in
-    --only) is_component "${2:-}" || die "--only takes one of: ${COMPONENTS[*]}"; ONLY+=("$2"); shift 2 ;;
+    --only) is_component "${2:-}" || die "--only takes one of: ${ALL_COMPONENTS[*]}"; ONLY+=("$2"); shift 2 ;;
     --signal) SIGNAL=${2:?--signal needs TERM, KILL, INT, ...}; SIGNAL=${SIGNAL#SIG}; shift 2 ;;
     --leader-only) LEADER_ONLY=1; shift ;;
     --grace) GRACE=${2:?--grace needs seconds}; shift 2 ;;
@@ -37,7 +40,7 @@ while (($#)); do
 done
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 take_lock
-((${#ONLY[@]})) || ONLY=("${COMPONENTS[@]}")
+((${#ONLY[@]})) || ONLY=("${ALL_COMPONENTS[@]}")
 
 # Stop in parallel: each waits out its own grace period.
 pids=()

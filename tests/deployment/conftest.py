@@ -21,6 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts" / "airflow"
 STATE_DIR = Path(os.environ.get("JOBFORGE_AIRFLOW_STATE", "/var/lib/jobforge-airflow"))
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# start.sh --executor celery: Redis, two schedulers, two triggerers, two Celery workers.
+CELERY_COMPONENTS = (
+    "redis", "api-server", "scheduler", "scheduler-2", "dag-processor", "triggerer",
+    "triggerer-2", "worker-1", "worker-2",
+)
 
 
 def _script_env() -> dict[str, str]:
@@ -62,8 +67,8 @@ class Component:
     session or the main process alone) and start it again through the scripts."""
 
     def __init__(self, name: str, state_dir: Path):
-        if name not in COMPONENTS:
-            raise ValueError(f"{name!r} is none of {COMPONENTS}")
+        if name not in CELERY_COMPONENTS:  # the local profile's included
+            raise ValueError(f"{name!r} is none of {CELERY_COMPONENTS}")
         self.name = name
         self.pid_file = state_dir / "run" / f"{name}.pid"
         self.log_file = state_dir / "logs" / f"{name}.log"
@@ -84,7 +89,8 @@ class Component:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             return False
-        return stat.split()[2] != "Z" and "airflow" in cmd
+        # Celery retitles a worker "[celeryd: worker-1@host:MainProcess] ..."
+        return stat.split()[2] != "Z" and any(w in cmd for w in ("airflow", "celery", "redis"))
 
     def stop(
         self, signal: str = "TERM", leader_only: bool = False, grace: float | None = None
@@ -105,7 +111,8 @@ class Component:
         self.stop("KILL", leader_only=True)
 
     def start(self, *wait_args: str) -> None:
-        """Start it (a no-op while it runs) and wait until it is healthy."""
+        """Start it (a no-op while it runs) and wait until it is healthy; in the profile
+        the deployment runs (start.sh --only keeps it)."""
         _checked(run_script("start.sh", "--only", self.name, "--no-wait-dags", *wait_args))
 
     def log_tail(self, chars: int = 4000) -> str:

@@ -27,6 +27,8 @@ FANOUT = 20  # one-job batches waited for at once in the triggerer
 SSH_BATCHES = 50  # batches of the SSH run whose logins are counted
 
 SLOW_SUBMIT = SHARED / "slow-submit"  # present: the faults DAG's first submit parses slowly
+SLOW_RESULT = SHARED / "slow-result"  # present: the faults DAG's first wait resumes slowly
+SPREAD = 40  # one-job batches waited for at once over two triggerers (the celery profile)
 
 DAG_FILE_TEXT = '''"""Written by tests/deployment/workload.py: the deployment tests' DAGs."""
 import os
@@ -43,6 +45,12 @@ from airflow_jobforge.dag.loading import load_dags
 _context = get_parsing_context()
 if (_context.dag_id, _context.task_id) == ("jobforge_deploy_faults", "g.submit_0000") and (
     os.path.exists("{slow_submit}")
+):
+    time.sleep(5)
+# ... and the first wait's resume on a worker (its first try starts in the triggerer, which
+# parses no DAG file): the Celery fault test that kills a worker mid-result.
+if (_context.dag_id, _context.task_id) == ("jobforge_deploy_faults", "g.wait_0000") and (
+    os.path.exists("{slow_result}")
 ):
     time.sleep(5)
 
@@ -115,6 +123,11 @@ def configs() -> dict[str, dict[str, Any]]:
             # 20 SLURM jobs and 20 deferred waits: what the shared poller is measured on
             "submission_groups": [group("g", 1, arrays=False)],
         },
+        # 40 deferred waits over the celery profile's two triggerers (test_celery_ha.py)
+        "cli/deploy_spread.json": {
+            "jobs": jobs([f"s{i:02d}" for i in range(SPREAD)], "sleep 600"),
+            "submission_groups": [group("g", 1, arrays=False)],
+        },
         # Two batches of two jobs long enough to hit them with a fault mid-run.
         "cli/deploy_faults.json": {
             "jobs": jobs(["f0", "f1", "f2", "f3"], "echo start $JOBFORGE_JOB_NAME; sleep 25"),
@@ -160,7 +173,11 @@ def install(dags_folder: Path) -> Path:
     dags_folder.mkdir(parents=True, exist_ok=True)
     (dags_folder / DAG_FILE).write_text(
         DAG_FILE_TEXT.format(
-            shared=SHARED, python=sys.executable, ssh_conn_id=SSH_CONN_ID, slow_submit=SLOW_SUBMIT
+            shared=SHARED,
+            python=sys.executable,
+            ssh_conn_id=SSH_CONN_ID,
+            slow_submit=SLOW_SUBMIT,
+            slow_result=SLOW_RESULT,
         )
     )
     (dags_folder / ERRORS_FILE).write_text(ERRORS_FILE_TEXT.format(shared=SHARED))
