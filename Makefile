@@ -7,7 +7,7 @@ DEMO_DIR ?= .jobforge/demo
 # Material for MkDocs prints a banner about MkDocs 2.0 on every build; it is no warning.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
 
-.PHONY: venv demo test unit docs cluster deployment bench docker-test clean
+.PHONY: venv demo test unit oldest docs cluster deployment bench docker-test clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,20 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The oldest Airflow 3 minor jobforge supports (pyproject.toml says apache-airflow>=3.1), in a
+# venv of its own: `make oldest` runs the unit tests and the embedded (dag.test) integration
+# tests (marker `embedded`) against its newest patch release.
+OLDEST_AIRFLOW ?= 3.1.*
+OLDEST_VENV ?= .venv-oldest
+OLDEST_PY := $(OLDEST_VENV)/bin/python
+OLDEST_STAMP := $(OLDEST_VENV)/.installed
+
+$(OLDEST_STAMP): pyproject.toml
+	test -x $(OLDEST_PY) || $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_PY) -m pip install -q --upgrade pip
+	$(OLDEST_PY) -m pip install -q -e ".[test]" "apache-airflow==$(OLDEST_AIRFLOW)"
+	touch $(OLDEST_STAMP)
 
 # examples/commands.txt -> config -> a DAG run by real Airflow (SQLite, backend local).
 # One job of the example fails on purpose: the summary shows it.
@@ -45,12 +59,18 @@ test: venv cluster deployment
 	$(PY) -m ruff check airflow_jobforge tests benchmarks scripts
 	$(MKDOCS) build --strict
 	$(PY) -m pytest -q --durations=10
+	$(MAKE) oldest
 	@if [ "$$(id -u)" = 0 ]; then docker/test.sh; \
 	elif [ "$${CI:-}" = true ]; then echo "CI=true and not root: docker/test.sh cannot run" >&2; exit 1; \
 	else echo "not root: the container stack test (docker/test.sh) did not run"; fi
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
+
+oldest: $(OLDEST_STAMP) cluster
+	@$(OLDEST_PY) -c 'import airflow; print("the oldest supported Airflow:", airflow.__version__)'
+	$(OLDEST_PY) -m pytest -q -p no:cacheprovider tests/unit
+	$(OLDEST_PY) -m pytest -q -p no:cacheprovider -m embedded tests/integration
 
 # The documentation site into .jobforge/site (mkdocs.yml); a broken link or reference fails it.
 docs: venv
@@ -66,4 +86,4 @@ docker-test:
 	docker/test.sh
 
 clean:
-	rm -rf $(VENV) .jobforge
+	rm -rf $(VENV) $(OLDEST_VENV) .jobforge

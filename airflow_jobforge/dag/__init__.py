@@ -28,9 +28,14 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+_PURE = {"airflow_jobforge.dag.options"}
 
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _EXPORTS[name] not in _PURE:  # an Airflow too old fails here in words, not an import
+        from airflow_jobforge.airflow_compat import require_supported_airflow
+
+        require_supported_airflow()
     return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -23,9 +23,11 @@ STOCK_ENV = "JOBFORGE_STOCK_EXECUTION_API"
 _installed: list[Any] = []  # the app of this process, once built
 
 
-def head_only_app(lifespan: Any) -> Any:
-    """`create_task_execution_api_app` without Cadwyn: the newest routes, mounted once."""
-    from airflow.api_fastapi.common.exceptions import init_error_handlers
+def head_only_app(lifespan: Any = None) -> Any:
+    """`create_task_execution_api_app` without Cadwyn: the newest routes, mounted once.
+
+    Airflow 3.1 calls it without a lifespan (its app's is the module's own) and has neither
+    the correlation-id middleware nor the shared error handlers of later minors."""
     from airflow.api_fastapi.execution_api import app as execution_app
     from airflow.api_fastapi.execution_api.routes import execution_api_router
     from cadwyn.route_generation import _DELETED_ROUTE_TAG
@@ -34,10 +36,11 @@ def head_only_app(lifespan: Any) -> Any:
 
     app = FastAPI(
         title="Airflow Task Execution API (jobforge in-process, newest version only)",
-        lifespan=lifespan,
+        lifespan=lifespan if lifespan is not None else execution_app.lifespan,
         generate_unique_id_function=lambda route: route.name,
     )
-    app.add_middleware(execution_app.CorrelationIdMiddleware)
+    if hasattr(execution_app, "CorrelationIdMiddleware"):  # Airflow >= 3.2
+        app.add_middleware(execution_app.CorrelationIdMiddleware)
     app.add_middleware(execution_app.JWTReissueMiddleware)
     newest = APIRouter()
     # Routes kept only for older versions (e.g. a moved endpoint's old path) are not head.
@@ -47,7 +50,12 @@ def head_only_app(lifespan: Any) -> Any:
         if _DELETED_ROUTE_TAG not in (getattr(route, "tags", None) or [])
     )
     app.include_router(newest)
-    init_error_handlers(app)
+    try:  # Airflow >= 3.2
+        from airflow.api_fastapi.common.exceptions import init_error_handlers
+    except ImportError:
+        pass
+    else:
+        init_error_handlers(app)
 
     @app.exception_handler(Exception)
     def handle_exceptions(request: Request, exc: Exception) -> JSONResponse:

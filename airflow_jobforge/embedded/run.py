@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from airflow_jobforge.airflow_compat import require_supported_airflow
 from airflow_jobforge.config import load_config
 from airflow_jobforge.config.pipeline import (
     Pipeline,
@@ -120,6 +121,7 @@ def run(
         config: Any = load_pipeline(config_file)[0]
     else:
         config = load_config(config_file)
+    require_supported_airflow()
     pipeline = isinstance(config, Pipeline)
     home = Path(airflow_home or os.environ.get("JOBFORGE_AIRFLOW_HOME") or DEFAULT_HOME).resolve()
     params = params or {}

@@ -29,11 +29,13 @@ INFRA_BACKOFF = 2.0
 def with_infra_retries(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Operator kwargs with jobforge's infrastructure retry policy where neither the task nor
     the DAG's `default_args` say otherwise."""
+    from airflow_jobforge.airflow_compat import exponential_backoff
+
     given = kwargs.get("default_args") or {}
     for key, value in (
         ("retries", INFRA_RETRIES),
         ("retry_delay", INFRA_RETRY_DELAY),
-        ("retry_exponential_backoff", INFRA_BACKOFF),
+        ("retry_exponential_backoff", exponential_backoff(INFRA_BACKOFF)),
         ("max_retry_delay", INFRA_MAX_RETRY_DELAY),
     ):
         if key not in kwargs and key not in given:
@@ -68,7 +70,7 @@ class ClusterMixin:
         retries (`with_infra_retries`): failing for good would lose the rerun to a blip."""
         if not context["params"].get("rerun_of"):
             return Selection(tuple(context["params"].get("jobs") or ()))
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow_jobforge.airflow_compat import AirflowFailException
 
         own = client is None
         client = client or self.hook.get_client()

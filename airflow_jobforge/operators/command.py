@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException
 
+from airflow_jobforge.airflow_compat import AirflowException
 from airflow_jobforge.operators.base import ClusterMixin
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_jobforge.airflow_compat import AirflowFailException
 
 
 class ConfigErrorOperator(BaseOperator):

@@ -18,8 +18,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
-
+from airflow_jobforge.airflow_compat import AirflowFailException, AirflowRescheduleException
 from airflow_jobforge.operators.base import run_output_dir
 from airflow_jobforge.operators.results import BatchResultOperator
 from airflow_jobforge.operators.submit import SlurmSubmitOperator

@@ -12,8 +12,8 @@ import importlib
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
+from airflow_jobforge.airflow_compat import AirflowException, AirflowSkipException
 from airflow_jobforge.operators.base import ClusterMixin, run_output_dir
 
 

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from airflow_jobforge.airflow_compat import AirflowFailException, AirflowSkipException
 from airflow_jobforge.operators.base import (
     ClusterMixin,
     context_attempt,

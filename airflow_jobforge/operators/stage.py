@@ -19,8 +19,8 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from airflow.sdk import Asset, BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from airflow_jobforge.airflow_compat import AirflowFailException, AirflowSkipException
 from airflow_jobforge.config.pipeline import StageOverrides
 from airflow_jobforge.operators.base import (
     ClusterMixin,
@@ -268,10 +268,10 @@ class StagePlanOperator(_PipelineTask):
 
 
 def _max_map_length() -> int:
-    from airflow.sdk.configuration import conf
+    from airflow_jobforge.airflow_compat import sdk_conf
 
     try:
-        return conf.getint("core", "max_map_length", fallback=DEFAULT_MAX_MAP_LENGTH)
+        return sdk_conf().getint("core", "max_map_length", fallback=DEFAULT_MAX_MAP_LENGTH)
     except (ValueError, TypeError):
         return DEFAULT_MAX_MAP_LENGTH
 

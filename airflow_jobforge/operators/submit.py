@@ -6,8 +6,8 @@ from dataclasses import asdict
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from airflow_jobforge.airflow_compat import AirflowFailException, AirflowSkipException
 from airflow_jobforge.config.models import ContainerParams, SlurmParams
 from airflow_jobforge.errors import JobForgeError, SlurmError
 from airflow_jobforge.operators.base import (

@@ -44,7 +44,7 @@ def on_starting(component: Any) -> None:
 def preload() -> None:
     """Import what a jobforge task imports, and load the plugins as the Task SDK does for
     every task (an entry-point scan: 5.6% of a task process's samples in the same run)."""
-    from airflow.sdk.plugins_manager import integrate_macros_plugins
+    from airflow_jobforge.airflow_compat import integrate_macros_plugins
 
     integrate_macros_plugins()
     import airflow_jobforge.dag.factory

@@ -27,14 +27,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import (
+from airflow.triggers.base import StartTriggerArgs
+
+from airflow_jobforge.airflow_compat import (
     AirflowException,
     AirflowFailException,
     AirflowRescheduleException,
     AirflowSkipException,
 )
-from airflow.triggers.base import StartTriggerArgs
-
 from airflow_jobforge.errors import JobForgeError, SlurmError
 from airflow_jobforge.operators.base import (
     ClusterMixin,

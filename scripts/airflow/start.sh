@@ -159,12 +159,18 @@ ENV
 )
 # The celery profile's settings (the local profile's env file stays as it always was).
 # The result backend is the metadata database; each worker runs 8 tasks at once (16 in all,
-# as the LocalExecutor's parallelism).
+# as the LocalExecutor's parallelism). A worker killed with a task it had received but not yet
+# started (the API had not marked it running) leaves that task queued, its message unacked in
+# Redis, until the scheduler's task_queued_timeout requeues it: 3 min here, checked every
+# 30 s (Airflow's default: 10 min, checked every 2 min). Not shorter: tasks waiting for a free
+# worker slot that long are requeued too.
 if [[ $PROFILE == celery ]]; then
   new_env+=$'\n'$(cat <<ENV
 AIRFLOW__CELERY__BROKER_URL=redis://127.0.0.1:$REDIS_PORT/0
 AIRFLOW__CELERY__RESULT_BACKEND=db+postgresql://airflow:airflow@$DB_HOST:5432/airflow
 AIRFLOW__CELERY__WORKER_CONCURRENCY=8
+AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT=180
+AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL=30
 JOBFORGE_AIRFLOW_PROFILE=celery
 ENV
 )

@@ -17,7 +17,7 @@ from airflow_jobforge.rundir.manifest import read_manifest
 
 from .airflow_helpers import run, task_states
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.embedded]
 
 HOG = (
     "python3 -c \"x = bytearray(300 * 1024 * 1024)\n"

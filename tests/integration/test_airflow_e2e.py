@@ -16,7 +16,7 @@ from airflow_jobforge.rundir import collect_results, read_records
 
 from .airflow_helpers import backend_options, clear_and_resume, run, task_states
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.embedded]
 
 
 def write_config(directory: Path, shared: Path) -> Path:

@@ -22,7 +22,7 @@ from airflow_jobforge.rundir.pipeline import read_pipeline_manifest, read_stage_
 from .airflow_helpers import clear_and_resume, run, task_states
 from .test_airflow_e2e import backend_options
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.embedded]
 
 # Stage 2's generator: one job per output file of stage 1, and a `final` job blocked by all
 # of them, in another batch (batches of 2): the blocked_by crosses batches of a generated stage.

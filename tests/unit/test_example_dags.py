@@ -7,8 +7,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from airflow.dag_processing.dagbag import BundleDagBag
 from airflow.sdk import DAG
+
+from tests.airflow_versions import bundle_dag_bag
 
 DAGS_FOLDER = Path(__file__).parents[2] / "dags"
 DAGS = sorted(DAGS_FOLDER.glob("*.py"))
@@ -33,7 +34,7 @@ def test_the_dags_folder_loads_in_airflow_without_errors_and_with_unique_dag_ids
     same id without a word, so the ids are counted across files here."""
     ids: Counter[str] = Counter()
     for path in DAGS:
-        bag = BundleDagBag(dag_folder=path, bundle_path=DAGS_FOLDER, bundle_name="examples")
+        bag = bundle_dag_bag(path, DAGS_FOLDER, "examples")
         assert bag.import_errors == {}, path.name
         assert bool(bag.dags) != (path.name in NO_DAG), path.name
         ids.update(list(bag.dags))

@@ -140,7 +140,8 @@ def test_params_are_the_dags_alone_and_still_reach_every_task_at_run_time():
     task and Airflow re-validates against its JSON schema on every serialization: ~5 ms a
     task, 1.5 s of each dag-processor parse of a 100-batch DAG. Tasks read them from the DAG."""
     from airflow.sdk.definitions.param import process_params
-    from airflow.serialization.serialized_objects import DagSerialization
+
+    from tests.airflow_versions import DagSerialization
 
     dag = build_dag(config(), "d", output_dir="/tmp/o")
     serialized = DagSerialization.to_dict(dag)["dag"]
@@ -326,7 +327,7 @@ def test_a_broken_config_is_an_import_error_of_its_own_file_and_hides_no_dag(tmp
     """The dag-processor's view: a real DagBag over a DAGs folder holding the folder loader and
     the error file. Airflow 3 marks every DAG of a file with an import error stale, so the
     error belongs to the file that defines no DAG."""
-    from airflow.dag_processing.dagbag import BundleDagBag
+    from tests.airflow_versions import bundle_dag_bag
 
     configs = tmp_path / "configs"
     configs.mkdir()
@@ -340,7 +341,7 @@ def test_a_broken_config_is_an_import_error_of_its_own_file_and_hides_no_dag(tmp
     (dags_folder / "jobforge_folder.py").write_text(LOADER.format(pattern=pattern))
     (dags_folder / "jobforge_errors.py").write_text(ERRORS.format(pattern=pattern))
 
-    bag = BundleDagBag(dag_folder=dags_folder, bundle_path=dags_folder, bundle_name="dags")
+    bag = bundle_dag_bag(dags_folder, dags_folder, "dags")
 
     assert set(bag.dags) == {"jobforge_good", "jobforge_other", "jobforge_bad"}
     broken = bag.dags["jobforge_bad"]

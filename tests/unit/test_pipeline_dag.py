@@ -230,7 +230,7 @@ def test_the_dag_says_what_it_is_and_runs_one_at_a_time(dag):
 
 
 def test_the_dag_serializes_and_reads_back_with_its_mapped_group_and_assets(dag):
-    from airflow.serialization.serialized_objects import DagSerialization
+    from tests.airflow_versions import DagSerialization
 
     data = DagSerialization.to_dict(dag)
     json.dumps(data, default=str)

@@ -8,11 +8,11 @@ import os
 import pickle
 
 import pytest
-from airflow.serialization.serialized_objects import DagSerialization
 
 from airflow_jobforge.dag import render_cache
 from airflow_jobforge.dag.loading import load_dags
 from airflow_jobforge.dag.render_cache import SUFFIX, render_file
+from tests.airflow_versions import DagSerialization
 
 CONFIG = {
     "jobs": [

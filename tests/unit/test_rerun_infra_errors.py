@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_jobforge.airflow_compat import AirflowFailException
 from airflow_jobforge.errors import JobForgeError, SlurmError
 from airflow_jobforge.hooks.slurm import SlurmHook
 from airflow_jobforge.operators.results import BatchResultOperator

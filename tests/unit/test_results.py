@@ -83,8 +83,8 @@ def test_a_batch_result_pushes_only_the_records_of_jobs_that_did_not_succeed():
     from types import SimpleNamespace
 
     import pytest
-    from airflow.sdk.exceptions import AirflowFailException
 
+    from airflow_jobforge.airflow_compat import AirflowFailException
     from airflow_jobforge.operators.results import BatchResultOperator, Pushed
 
     def record(name, status, code):

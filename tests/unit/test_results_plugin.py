@@ -161,9 +161,10 @@ def test_a_resubmit_keeps_the_runs_params_and_names_the_run_it_repairs():
 
 
 def test_the_plugin_adds_a_dag_run_tab_over_its_own_app():
-    from airflow.plugins_manager import is_valid_plugin
+    from airflow.plugins_manager import AirflowPlugin
 
-    assert is_valid_plugin(JobforgePlugin) and JobforgePlugin.name == "jobforge"
+    JobforgePlugin.validate()  # what the plugins manager checks of a plugin class
+    assert issubclass(JobforgePlugin, AirflowPlugin) and JobforgePlugin.name == "jobforge"
     assert JobforgePlugin.external_views == [RESULTS_VIEW]
     assert RESULTS_VIEW["destination"] == "dag_run"
     assert RESULTS_VIEW["href"] == "/jobforge/dags/{DAG_ID}/runs/{RUN_ID}"

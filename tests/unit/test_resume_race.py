@@ -9,8 +9,8 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_jobforge.airflow_compat import TaskDeferred
 from airflow_jobforge.config import SlurmParams
 from airflow_jobforge.plugins import JobforgePlugin, preload
 from airflow_jobforge.rundir import ResultRecord

@@ -4,8 +4,8 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_jobforge.airflow_compat import TaskDeferred
 from airflow_jobforge.sensors.slurm import SlurmJobSensor
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_jobforge.airflow_compat import AirflowFailException
 from airflow_jobforge.config import SlurmParams
 from airflow_jobforge.rundir.batches import BatchSpec, JobSpec
 from airflow_jobforge.sensors import slurm as sensor_module

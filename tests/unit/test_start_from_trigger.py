@@ -9,15 +9,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 from airflow.sdk.execution_time.xcom import XCom
-from airflow.serialization.serialized_objects import DagSerialization
 
+from airflow_jobforge.airflow_compat import TaskDeferred
 from airflow_jobforge.config import JobConfiguration
 from airflow_jobforge.dag.factory import build_dag
 from airflow_jobforge.sensors.slurm import SlurmJobSensor
 from airflow_jobforge.slurm.states import JobStatus, Outcome
 from airflow_jobforge.triggers.slurm import SlurmJobTrigger
+from tests.airflow_versions import DagSerialization
 
 SUBMITTED = {
     "job_id": "77",
