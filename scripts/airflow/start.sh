@@ -163,7 +163,9 @@ ENV
 # started (the API had not marked it running) leaves that task queued, its message unacked in
 # Redis, until the scheduler's task_queued_timeout requeues it: 3 min here, checked every
 # 30 s (Airflow's default: 10 min, checked every 2 min). Not shorter: tasks waiting for a free
-# worker slot that long are requeued too.
+# worker slot that long are requeued too. Each triggerer holds at most 25 triggers: a
+# triggerer takes every unassigned trigger up to its capacity when it asks (seen: all 40 of
+# a burst on one of the two), so a smaller capacity is what spreads the waits.
 if [[ $PROFILE == celery ]]; then
   new_env+=$'\n'$(cat <<ENV
 AIRFLOW__CELERY__BROKER_URL=redis://127.0.0.1:$REDIS_PORT/0
@@ -171,6 +173,7 @@ AIRFLOW__CELERY__RESULT_BACKEND=db+postgresql://airflow:airflow@$DB_HOST:5432/ai
 AIRFLOW__CELERY__WORKER_CONCURRENCY=8
 AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT=180
 AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL=30
+AIRFLOW__TRIGGERER__CAPACITY=25
 JOBFORGE_AIRFLOW_PROFILE=celery
 ENV
 )

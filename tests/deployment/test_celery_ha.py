@@ -318,10 +318,25 @@ def test_kill_9_of_a_celery_worker_mid_submit_the_other_worker_retries_and_adopt
     assert (task, tries) in ran[other], "the retry ran on the other worker"
 
 
+def settled(deployment: Any, run_id: str, task: str) -> None:
+    """Until no task of the faults run but `task` is on its way to a worker or on one (the
+    tasks waiting for `task` have no state yet), and the other batch's wait has succeeded."""
+    busy = {"scheduled", "queued", "running", "up_for_retry", "restarting", "deferred"}
+    deadline = time.monotonic() + 120
+    while True:
+        states = deployment.task_states(FAULTS, run_id)
+        others = {t: s for t, s in states.items() if t != task}
+        if states.get("g.wait_0001") == "success" and not busy & set(others.values()):
+            return
+        assert time.monotonic() < deadline, f"the rest of the run never settled: {states}"
+        time.sleep(0.5)
+
+
 def test_kill_9_of_a_celery_worker_mid_result_the_other_worker_retries_and_adopts(celery):
-    """The first wait's resume (on a worker, after its trigger fired) parses slowly; the
-    api-server is frozen once it runs, so the wait gets through its work (the batch's
-    records, its `batch_ended` event) and hangs reporting it; then its whole worker dies. The
+    """The first wait's resume (on a worker, after its trigger fired) holds in its parse
+    until the rest of the run has settled; then the api-server is frozen, so the wait gets
+    through its work (the batch's records, its `batch_ended` event) and hangs reporting it;
+    then its whole worker dies. The
     retry, on the other worker, adopts the ended job: nothing resubmitted, nothing recorded
     twice."""
     api = celery.component("api-server")
@@ -330,7 +345,13 @@ def test_kill_9_of_a_celery_worker_mid_result_the_other_worker_retries_and_adopt
 
     def fault(run_id: str) -> None:
         ti = wait_running(celery, FAULTS, run_id, task, after="deferred")
+        # The resume holds in its parse (workload.SLOW_RESULT) until the other batch's tasks
+        # are done: one the doomed worker had received but not started when the api-server
+        # froze would sit queued until the scheduler's task_queued_timeout, which is
+        # Airflow's recovery from a lost worker, not this test's subject.
+        settled(celery, run_id, task)
         os.killpg(api.pid, signal.SIGSTOP)
+        SLOW_RESULT.unlink()
         try:
             # The wait's work done: its batch_ended event (or 20 s: it hangs on an API call)
             deadline = time.monotonic() + 20

@@ -27,7 +27,7 @@ FANOUT = 20  # one-job batches waited for at once in the triggerer
 SSH_BATCHES = 50  # batches of the SSH run whose logins are counted
 
 SLOW_SUBMIT = SHARED / "slow-submit"  # present: the faults DAG's first submit parses slowly
-SLOW_RESULT = SHARED / "slow-result"  # present: the faults DAG's first wait resumes slowly
+SLOW_RESULT = SHARED / "slow-result"  # present: the faults DAG's first wait's resume holds
 SPREAD = 40  # one-job batches waited for at once over two triggerers (the celery profile)
 
 DAG_FILE_TEXT = '''"""Written by tests/deployment/workload.py: the deployment tests' DAGs."""
@@ -48,11 +48,14 @@ if (_context.dag_id, _context.task_id) == ("jobforge_deploy_faults", "g.submit_0
 ):
     time.sleep(5)
 # ... and the first wait's resume on a worker (its first try starts in the triggerer, which
-# parses no DAG file): the Celery fault test that kills a worker mid-result.
+# parses no DAG file): the Celery fault test that kills a worker mid-result holds it here
+# until it removes the file (60 s at most), once the rest of the run has settled.
 if (_context.dag_id, _context.task_id) == ("jobforge_deploy_faults", "g.wait_0000") and (
     os.path.exists("{slow_result}")
 ):
-    time.sleep(5)
+    _until = time.monotonic() + 60
+    while os.path.exists("{slow_result}") and time.monotonic() < _until:
+        time.sleep(0.1)
 
 # Faster infrastructure retries than jobforge's defaults, so fault tests end in minutes.
 RETRIES = {{"retry_delay": timedelta(seconds=10), "max_retry_delay": timedelta(seconds=40)}}
