@@ -215,12 +215,19 @@ def check_spread_and_cancel(celery: Any, run_id: str) -> None:
         wait_states(
             celery, SPREAD_DAG, run_id, lambda s: all(s.get(w) == "deferred" for w in waits), 600
         )
-        # Which triggerer job holds which wait (the database, through the REST API) ...
-        held: dict[int, set[str]] = {}
-        for ti in celery.task_instances(SPREAD_DAG, run_id):
-            if ti["task_id"] in waits:
-                job = ti.get("triggerer_job") or {}
-                held.setdefault(job.get("id"), set()).add(ti["task_id"])
+        # Which triggerer job holds which wait (the database, through the REST API). A
+        # triggerer claims unassigned triggers when it looks, up to its capacity (25 in the
+        # profile): the ones the first could not take wait for the other's next look.
+        deadline = time.monotonic() + 60
+        while True:
+            held: dict[int | None, set[str]] = {}
+            for ti in celery.task_instances(SPREAD_DAG, run_id):
+                if ti["task_id"] in waits:
+                    job = ti.get("triggerer_job") or {}
+                    held.setdefault(job.get("id"), set()).add(ti["task_id"])
+            if None not in held or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         print("waits per triggerer job:", {k: len(v) for k, v in held.items()})
         assert None not in held, "every deferred wait is assigned to a triggerer"
         assert len(held) == 2, f"the waits are spread over both triggerers: {held.keys()}"
