@@ -17,6 +17,7 @@ exit code 2 and one line, never a traceback).
 
 from __future__ import annotations
 
+import functools
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -47,13 +48,13 @@ def __getattr__(name: str) -> Any:
     Airflow, so `require_airflow` can run before an unsupported Airflow fails an import."""
     if name not in _EXCEPTIONS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:  # Airflow >= 3.2
-        from airflow.sdk import exceptions
-    except ImportError:  # pragma: no cover - no Task SDK at all: not an Airflow 3
+    from airflow.sdk import exceptions as sdk_exceptions
+
+    value = getattr(sdk_exceptions, name, None)  # Airflow >= 3.2
+    if value is None:  # Airflow 3.1: the task runner catches these classes
         from airflow import exceptions
-    if not hasattr(exceptions, name):  # Airflow 3.1: the task runner catches these classes
-        from airflow import exceptions
-    value = getattr(exceptions, name)
+
+        value = getattr(exceptions, name)
     globals()[name] = value
     return value
 
@@ -74,8 +75,10 @@ __all__ = [
 ]
 
 
+@functools.cache
 def airflow_version() -> tuple[int, int, int]:
-    """The installed Airflow's (major, minor, patch); (0, 0, 0) when it cannot be read."""
+    """The installed Airflow's (major, minor, patch); (0, 0, 0) when it cannot be read.
+    Read once per process: every DAG file's import of `airflow_jobforge.dag` asks."""
     try:
         text = version("apache-airflow-core")
     except PackageNotFoundError:
